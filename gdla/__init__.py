@@ -1,0 +1,29 @@
+"""gdla: linear algebra by gradient descent with PyTorch.
+
+The package behind the book: each public function solves one task of numerical
+linear algebra (a linear system, an inverse, an SVD, a matrix completion) by
+iterative, gradient-based optimisation, offers several ``method=`` choices for
+comparison, and returns a result object with the answer and its convergence
+history.  ``torch.linalg`` is the oracle every method is tested against.
+"""
+
+from . import matrices, metrics
+from ._result import CompletionResult, InverseResult, Result, SolveResult, SVDResult
+from ._validation import DtypeError, GdlaInputError, NonFiniteError, OptionError, ShapeError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "matrices",
+    "metrics",
+    "Result",
+    "SolveResult",
+    "InverseResult",
+    "SVDResult",
+    "CompletionResult",
+    "GdlaInputError",
+    "ShapeError",
+    "DtypeError",
+    "NonFiniteError",
+    "OptionError",
+]

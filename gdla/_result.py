@@ -1,0 +1,88 @@
+"""Result objects returned by the public functions of :mod:`gdla`.
+
+Every result carries the same bookkeeping (:class:`Result`): the method used,
+the number of iterations ``nit``, whether the stopping rule was met
+(``converged``), a human-readable ``message`` and the ``history`` of the
+monitored residual, one float per iteration, for convergence plots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+
+__all__ = ["Result", "SolveResult", "InverseResult", "SVDResult", "CompletionResult"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """Bookkeeping shared by every result.
+
+    Attributes
+    ----------
+    method : str
+        The ``method=`` that produced the result.
+    nit : int
+        Number of iterations performed.
+    converged : bool
+        True when the documented stopping rule was met for every matrix of the batch.
+    message : str
+        Why the iteration stopped.
+    history : list of float
+        The monitored residual after each iteration (the largest over the batch).
+    """
+
+    method: str
+    nit: int
+    converged: bool
+    message: str
+    history: list[float] = field(default_factory=list, repr=False)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                value = f"<tensor {tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}>"
+            else:
+                value = repr(value)
+            parts.append(f"{f.name}={value}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SolveResult(Result):
+    """Result of :func:`gdla.solve`: ``x`` of the shape of ``b``."""
+
+    x: torch.Tensor
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class InverseResult(Result):
+    """Result of :func:`gdla.inverse`: ``X`` of shape ``(*, n, n)``."""
+
+    X: torch.Tensor
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SVDResult(Result):
+    """Result of :func:`gdla.svd`: ``U`` (*, m, k), ``S`` (*, k), ``Vh`` (*, k, n)."""
+
+    U: torch.Tensor
+    S: torch.Tensor
+    Vh: torch.Tensor
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class CompletionResult(Result):
+    """Result of :func:`gdla.complete`: the completed matrix ``X`` = ``L @ R^H``.
+
+    ``L`` has shape (*, m, r) and ``R`` shape (*, n, r).
+    """
+
+    X: torch.Tensor
+    L: torch.Tensor
+    R: torch.Tensor
