@@ -106,7 +106,9 @@ def torch_optimizer_step(
     try:
         optimizer = TORCH_OPTIMIZERS[method](list(params), **kwargs)
     except (TypeError, ValueError) as error:
-        raise OptionError(function, f"options accepted by torch.optim for {method!r}", str(error)) from None
+        raise OptionError(
+            function, f"options accepted by torch.optim for {method!r}", str(error)
+        ) from None
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()

@@ -70,7 +70,9 @@ def orthogonality_error(Q: torch.Tensor) -> torch.Tensor:
     return E.abs().amax(dim=(-2, -1))
 
 
-def reconstruction_error(A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor) -> torch.Tensor:
+def reconstruction_error(
+    A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor
+) -> torch.Tensor:
     r"""Relative Frobenius error :math:`\|A - U \operatorname{diag}(S) V^H\|_F / \|A\|_F`.
 
     Examples

@@ -1,0 +1,52 @@
+"""Shared fixtures: the book build, and system tools that some tests need.
+
+Tests that need a system tool (TeX, Chromium, poppler) call :func:`require_tool`:
+outside CI a missing tool skips the test with a one-line reason; under
+``CI=true`` it fails it, since ``.ci/run`` installs every tool.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+CHAPTERS = sorted((ROOT / "book").glob("*.md"))
+
+
+def require_tool(name: str, debian_package: str) -> str:
+    """Return the path of executable ``name``; skip (or fail under CI) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found (apt-get install {debian_package})"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true requires it")
+        pytest.skip(message)
+    return path
+
+
+def build_book(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the README's build command on the book at ``root``; return the finished process."""
+    return subprocess.run(
+        [str(BIN / "jupyter-book"), "build", str(root), "-W", "-n", "--keep-going", *extra],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def html_dir() -> Path:
+    """The website, built once per test session with the same command as ``make book``."""
+    process = build_book(ROOT)
+    if process.returncode != 0:
+        pytest.fail(f"book build failed:\n{process.stdout[-4000:]}\n{process.stderr[-4000:]}")
+    return ROOT / "_build" / "html"
