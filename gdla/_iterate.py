@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -97,7 +98,7 @@ def torch_optimizer_step(
     ``options`` are passed to the optimiser's constructor (``lr``, ``momentum``...).
     """
     check_option(function, "method", method, TORCH_OPTIMIZERS)
-    defaults: dict[str, dict[str, object]] = {
+    defaults: dict[str, dict[str, Any]] = {
         "sgd": {"lr": 0.1, "momentum": 0.9},
         "adam": {"lr": 1e-2},
         "lbfgs": {"lr": 1.0, "max_iter": 1, "history_size": 20, "line_search_fn": "strong_wolfe"},
@@ -117,7 +118,7 @@ def torch_optimizer_step(
         return value
 
     def step() -> float:
-        optimizer.step(closure)
+        optimizer.step(closure)  # type: ignore[arg-type]  # closures may return tensors
         with torch.no_grad():
             return residual()
 

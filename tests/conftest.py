@@ -50,3 +50,13 @@ def html_dir() -> Path:
     if process.returncode != 0:
         pytest.fail(f"book build failed:\n{process.stdout[-4000:]}\n{process.stderr[-4000:]}")
     return ROOT / "_build" / "html"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the bad-input table of tests/test_bad_input.py when it ran."""
+    module = sys.modules.get("test_bad_input")
+    lines = module.summary_lines() if module is not None else []
+    if lines:
+        terminalreporter.section("bad input, measured")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,113 @@
+"""Bad input, measured: every public function answers every bad input with a clear error.
+
+A clear error is a :class:`gdla.GdlaInputError` (a ``ValueError``; a ``TypeError``
+too for dtypes) whose message starts with the public function's name and says
+what was expected and what was found.  The terminal summary prints a table of
+the bad inputs tried and the clear errors returned per function.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+import torch
+
+import gdla
+
+TRIED: Counter[str] = Counter()
+CLEAR: Counter[str] = Counter()
+
+F64 = torch.float64
+square = torch.eye(3, dtype=F64) + 0.1
+wide = torch.ones(2, 3, dtype=F64)
+vector = torch.ones(3, dtype=F64)
+with_nan = square.clone()
+with_nan[0, 0] = float("nan")
+with_inf = square.clone()
+with_inf[1, 2] = float("inf")
+mask = torch.ones(3, 3, dtype=torch.bool)
+
+BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
+    "gdla.solve": {
+        "a list instead of a tensor": lambda: gdla.solve([[1.0]], vector),
+        "integer dtype": lambda: gdla.solve(square.long(), vector),
+        "bool dtype": lambda: gdla.solve(square.bool(), vector),
+        "float16 dtype": lambda: gdla.solve(square.half(), vector.half()),
+        "1-D A": lambda: gdla.solve(vector, vector),
+        "non-square A": lambda: gdla.solve(wide, vector),
+        "b of the wrong length": lambda: gdla.solve(square, torch.ones(4, dtype=F64)),
+        "b of another dtype": lambda: gdla.solve(square, vector.float()),
+        "NaN in A": lambda: gdla.solve(with_nan, vector),
+        "Inf in b": lambda: gdla.solve(square, torch.tensor([1.0, float("inf"), 0.0], dtype=F64)),
+        "unknown method": lambda: gdla.solve(square, vector, method="magic"),
+        "negative rtol": lambda: gdla.solve(square, vector, rtol=-1.0),
+        "zero max_iter": lambda: gdla.solve(square, vector, max_iter=0),
+    },
+    "gdla.inverse": {
+        "a list instead of a tensor": lambda: gdla.inverse([[1.0]]),
+        "integer dtype": lambda: gdla.inverse(square.long()),
+        "bool dtype": lambda: gdla.inverse(square.bool()),
+        "1-D A": lambda: gdla.inverse(vector),
+        "non-square A": lambda: gdla.inverse(wide),
+        "NaN in A": lambda: gdla.inverse(with_nan),
+        "Inf in A": lambda: gdla.inverse(with_inf),
+        "unknown method": lambda: gdla.inverse(square, method="magic"),
+        "negative rtol": lambda: gdla.inverse(square, rtol=-1.0),
+        "non-integer max_iter": lambda: gdla.inverse(square, max_iter=2.5),
+    },
+    "gdla.svd": {
+        "a list instead of a tensor": lambda: gdla.svd([[1.0]]),
+        "integer dtype": lambda: gdla.svd(square.long()),
+        "bool dtype": lambda: gdla.svd(square.bool()),
+        "1-D A": lambda: gdla.svd(vector),
+        "NaN in A": lambda: gdla.svd(with_nan),
+        "Inf in A": lambda: gdla.svd(with_inf),
+        "k = 0": lambda: gdla.svd(square, 0),
+        "k > min(m, n)": lambda: gdla.svd(wide, 3),
+        "non-integer k": lambda: gdla.svd(square, 1.5),
+        "unknown method": lambda: gdla.svd(square, method="magic"),
+        "negative rtol": lambda: gdla.svd(square, rtol=-1.0),
+    },
+    "gdla.complete": {
+        "a list instead of a tensor": lambda: gdla.complete([[1.0]], mask, 1),
+        "integer dtype": lambda: gdla.complete(square.long(), mask, 1),
+        "1-D M": lambda: gdla.complete(vector, mask[0], 1),
+        "Inf where observed": lambda: gdla.complete(with_inf, mask, 1),
+        "mask of another shape": lambda: gdla.complete(square, mask[:2], 1),
+        "mask not bool": lambda: gdla.complete(square, mask.double(), 1),
+        "rank = 0": lambda: gdla.complete(square, mask, 0),
+        "rank > min(m, n)": lambda: gdla.complete(square, mask, 4),
+        "unknown method": lambda: gdla.complete(square, mask, 1, method="magic"),
+        "negative rtol": lambda: gdla.complete(square, mask, 1, rtol=-1.0),
+    },
+}
+
+CASES = [
+    pytest.param(function, call, id=f"{function}: {description}")
+    for function, calls in BAD_INPUTS.items()
+    for description, call in calls.items()
+]
+
+
+@pytest.mark.parametrize(("function", "call"), CASES)
+def test_bad_input_gets_a_clear_error(function: str, call: Callable[[], object]) -> None:
+    TRIED[function] += 1
+    with pytest.raises(gdla.GdlaInputError) as raised:
+        call()
+    message = str(raised.value)
+    assert message.startswith(f"{function}: expected ")
+    assert ", found " in message
+    CLEAR[function] += 1
+
+
+def summary_lines() -> list[str]:
+    """The table printed at the end of the test run (see conftest.pytest_terminal_summary)."""
+    if not TRIED:
+        return []
+    lines = [f"{'function':<16}{'bad inputs tried':>18}{'clear errors':>14}"]
+    for function in BAD_INPUTS:
+        lines.append(f"{function:<16}{TRIED[function]:>18}{CLEAR[function]:>14}")
+    lines.append(f"{'total':<16}{sum(TRIED.values()):>18}{sum(CLEAR.values()):>14}")
+    return lines
