@@ -7,7 +7,7 @@ comparison, and returns a result object with the answer and its convergence
 history.  ``torch.linalg`` is the oracle every method is tested against.
 """
 
-from . import matrices, metrics, plotting
+from . import matrices, metrics, original, plotting, rates
 from ._result import CompletionResult, InverseResult, Result, SolveResult, SVDResult
 from ._validation import DtypeError, GdlaInputError, NonFiniteError, OptionError, ShapeError
 
@@ -16,7 +16,9 @@ __version__ = "0.1.0"
 __all__ = [
     "matrices",
     "metrics",
+    "original",
     "plotting",
+    "rates",
     "Result",
     "SolveResult",
     "InverseResult",

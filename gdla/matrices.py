@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ._validation import OptionError, check_positive
+from .original import SEED
 
 __all__ = [
     "original_inverse_matrices",
@@ -21,7 +22,7 @@ __all__ = [
 ]
 
 #: The seed used throughout the original blog series.
-ORIGINAL_SEED = 314
+ORIGINAL_SEED = SEED
 
 
 def _seeded_rand(seed: int, *shape: int) -> torch.Tensor:
@@ -44,7 +45,7 @@ def original_inverse_matrices(dtype: torch.dtype = torch.float32) -> dict[str, t
     (torch.Size([4, 4]), [1.0, 2.0, 3.0, 4.0])
     """
     return {
-        "M1": _seeded_rand(ORIGINAL_SEED, 4, 4).to(dtype),
+        "M1": _seeded_rand(SEED, 4, 4).to(dtype),
         "M2": torch.diag(torch.tensor([1.0, 2.0, 3.0, 4.0])).to(dtype),
     }
 
@@ -62,11 +63,11 @@ def original_svd_matrices(dtype: torch.dtype = torch.float32) -> dict[str, torch
     {'M1': (5, 4), 'M2': (4, 4), 'M3': (7, 4), 'M4': (4, 3), 'M5': (4, 3)}
     """
     return {
-        "M1": _seeded_rand(314, 5, 4).to(dtype),
-        "M2": _seeded_rand(315, 4, 4).to(dtype),
-        "M3": _seeded_rand(316, 7, 4).to(dtype),
-        "M4": _seeded_rand(317, 3, 4).T.contiguous().to(dtype),
-        "M5": _seeded_rand(317, 4, 3).to(dtype),
+        "M1": _seeded_rand(SEED, 5, 4).to(dtype),
+        "M2": _seeded_rand(SEED + 1, 4, 4).to(dtype),
+        "M3": _seeded_rand(SEED + 2, 7, 4).to(dtype),
+        "M4": _seeded_rand(SEED + 3, 3, 4).T.contiguous().to(dtype),
+        "M5": _seeded_rand(SEED + 3, 4, 3).to(dtype),
     }
 
 

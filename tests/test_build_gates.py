@@ -102,7 +102,7 @@ def test_a_missing_figure_fails_the_build(tmp_path: Path) -> None:
 def test_a_change_to_gdla_reexecutes_the_chapters_that_import_it(tmp_path: Path) -> None:
     body = (
         "# Probe\n\n```{code-cell} ipython3\nimport gdla\n"
-        "print('ORIGINAL-SEED', gdla.matrices.ORIGINAL_SEED)\n```\n"
+        "print('ORIGINAL-SEED', gdla.original.SEED)\n```\n"
     )
     root = make_book(tmp_path, body, with_package=True)
     assert build(root).returncode == 0
@@ -112,9 +112,9 @@ def test_a_change_to_gdla_reexecutes_the_chapters_that_import_it(tmp_path: Path)
     assert second.returncode == 0
     assert "Executing notebook" not in second.stdout + second.stderr
 
-    matrices = root / "gdla" / "matrices.py"
-    source = matrices.read_text()
-    matrices.write_text(re.sub(r"ORIGINAL_SEED = 314", "ORIGINAL_SEED = 2718", source))
+    original = root / "gdla" / "original.py"
+    source = original.read_text()
+    original.write_text(re.sub(r"^SEED = 314$", "SEED = 2718", source, flags=re.M))
     third = build(root)
     assert third.returncode == 0, third.stdout[-3000:]
     assert "ORIGINAL-SEED 2718" in output_of(root)
