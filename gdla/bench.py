@@ -32,6 +32,7 @@ from . import matrices
 from .complete import complete
 from .inverse import inverse
 from .metrics import inverse_error, orthogonality_error, relative_residual
+from .plotting import markdown_table
 from .solve import solve
 from .svd import svd
 
@@ -120,7 +121,7 @@ def _original_svd_rows() -> list[Row]:
 
 
 def _svd_lowrank_matching(A: torch.Tensor, k: int, target: float) -> tuple[int, float]:
-    """Fewest power iterations of ``torch.svd_lowrank`` reaching ``target`` sv error, and its time."""
+    """Fewest power iterations of ``torch.svd_lowrank`` reaching ``target``, and its time."""
     exact = torch.linalg.svdvals(A)[:k]
     for niter in range(0, 12):
         generator_state = torch.random.get_rng_state()
@@ -267,18 +268,24 @@ def run(*, quick: bool = False) -> list[Row]:
 
 def format_table(rows: list[Row]) -> str:
     """The rows as a Markdown table (renders in the book, readable in a terminal)."""
-    header = (
-        "| task | method | iterations | error | time (s) | reference | ref. time (s) "
-        "| ratio | goal | met |"
-    )
-    lines = [header, "|" + " --- |" * 10]
-    for row in rows:
-        lines.append(
-            f"| {row.task} | {row.method} | {row.nit} | {row.error:.1e} | {row.seconds:.4f} "
-            f"| {row.reference} | {row.reference_seconds:.4f} | {row.ratio:.2f} | {row.goal} "
-            f"| {'yes' if row.met else 'NO'} |"
-        )
-    return "\n".join(lines)
+    headers = ["task", "method", "iterations", "error", "time (s)", "reference",
+               "ref. time (s)", "ratio", "goal", "met"]  # fmt: skip
+    cells = [
+        [
+            row.task,
+            row.method,
+            row.nit,
+            f"{row.error:.1e}",
+            f"{row.seconds:.4f}",
+            row.reference,
+            f"{row.reference_seconds:.4f}",
+            f"{row.ratio:.2f}",
+            row.goal,
+            "yes" if row.met else "NO",
+        ]  # fmt: skip
+        for row in rows
+    ]
+    return str(markdown_table(headers, cells).data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,13 +8,14 @@ uses a log scale where the quantity spans orders of magnitude.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["plot_curves", "plot_convergence"]
+__all__ = ["plot_curves", "plot_convergence", "markdown_table"]
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -85,3 +86,25 @@ def plot_convergence(
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return fig
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
+    """A table that a notebook renders as Markdown (an ``IPython.display.Markdown`` object).
+
+    Cells are converted with ``str``; a ``|`` inside a cell is escaped.
+
+    Examples
+    --------
+    >>> print(markdown_table(["a", "b"], [[1, 2]]).data)
+    | a | b |
+    | --- | --- |
+    | 1 | 2 |
+    """
+    from IPython.display import Markdown
+
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    lines = [line(headers), "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += [line(row) for row in rows]
+    return Markdown("\n".join(lines))
