@@ -52,6 +52,33 @@ def html_dir() -> Path:
     return ROOT / "_build" / "html"
 
 
+@pytest.fixture(scope="session")
+def kernel_notebooks() -> dict[str, object]:
+    """Every chapter executed once through a fresh Jupyter kernel, as a Binder reader would.
+
+    jupytext reads the MyST chapter into a notebook and nbclient runs it with the
+    ``python3`` kernel of this environment, in ``book/``. Returns the executed
+    notebooks by chapter name (``"tensors"``); a failing chapter fails the fixture.
+    """
+    import jupytext
+    from nbclient import NotebookClient
+
+    executed = {}
+    for chapter in CHAPTERS:
+        notebook = jupytext.read(chapter)
+        if not any(cell.cell_type == "code" for cell in notebook.cells):
+            continue
+        client = NotebookClient(
+            notebook,
+            timeout=300,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(chapter.parent)}},
+        )
+        client.execute()
+        executed[chapter.stem] = notebook
+    return executed
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the bad-input table of tests/test_bad_input.py when it ran."""
     module = sys.modules.get("test_bad_input")
