@@ -10,10 +10,14 @@ history.  ``torch.linalg`` is the oracle every method is tested against.
 from . import matrices, metrics, original, plotting, rates
 from ._result import CompletionResult, InverseResult, Result, SolveResult, SVDResult
 from ._validation import DtypeError, GdlaInputError, NonFiniteError, OptionError, ShapeError
+from .inverse import inverse
+from .solve import solve
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "solve",
+    "inverse",
     "matrices",
     "metrics",
     "original",

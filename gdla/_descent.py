@@ -1,0 +1,149 @@
+"""Helpers shared by :func:`gdla.solve` and :func:`gdla.inverse`.
+
+Both problems are linear least-squares problems: minimise
+:math:`f(x) = \\tfrac12 \\|F(x)\\|_F^2` for an affine map ``F`` (``F(x) = Ax - b`` for a
+system, ``F(X) = XA - I`` for an inverse).  Their gradient-descent and
+:mod:`torch.optim` methods differ only in ``F``, its adjoint and the residual they
+monitor, so the loops live here, once.  The step size comes from the problem: the
+gradient of ``f`` is Lipschitz with constant :math:`L = \\sigma_{\\max}(A)^2`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+
+from ._iterate import Outcome, iterate, torch_optimizer_step
+from ._validation import OptionError
+
+__all__ = [
+    "sigma_max",
+    "lipschitz_constant",
+    "check_options",
+    "least_squares_gd",
+    "least_squares_optim",
+]
+
+Callback = Callable[[int, float], object]
+
+
+def sigma_max(A: torch.Tensor) -> torch.Tensor:
+    """Largest singular value of each matrix of the batch ``A`` (*, m, n); shape (*), real dtype."""
+    return torch.linalg.matrix_norm(A, ord=2)
+
+
+def lipschitz_constant(A: torch.Tensor) -> torch.Tensor:
+    """:math:`L = \\sigma_{\\max}(A)^2`, shape (*, 1, 1), with 1 where ``A`` is zero.
+
+    ``L`` is the Lipschitz constant of the gradient of ``½‖Ax − b‖²`` and of
+    ``½‖XA − I‖_F²``: the step ``1/L`` is the largest that is safe for every such
+    problem.  A zero matrix gets ``L = 1`` so that nothing divides by zero (its
+    gradient vanishes anyway).
+    """
+    L = sigma_max(A).square()
+    return torch.where(L > 0, L, torch.ones_like(L))[..., None, None]
+
+
+def check_options(
+    function: str, method: str, options: Mapping[str, object] | None, allowed: Iterable[str]
+) -> dict[str, object]:
+    """Return ``options`` as a dict, after checking that its keys are in ``allowed``.
+
+    Raises
+    ------
+    OptionError
+        ``options`` is not a mapping, or has a key that ``method`` does not take.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise OptionError(function, "options to be a dict or None", type(options).__name__)
+    allowed = tuple(allowed)
+    unknown = sorted(str(key) for key in options if key not in allowed)
+    if unknown:
+        takes = ", ".join(repr(a) for a in allowed) if allowed else "no options"
+        raise OptionError(
+            function, f"options of method {method!r}: {takes}", f"unknown {', '.join(unknown)}"
+        )
+    return dict(options)
+
+
+def _squared_norms(F: torch.Tensor) -> torch.Tensor:
+    """``|F|²`` entrywise, real, differentiable also for complex ``F``."""
+    return (F * F.conj()).real
+
+
+def least_squares_gd(
+    function: str,
+    x0: torch.Tensor,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    adjoint: Callable[[torch.Tensor], torch.Tensor],
+    measure: Callable[[torch.Tensor, torch.Tensor], float],
+    L: torch.Tensor,
+    *,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+) -> tuple[torch.Tensor, Outcome]:
+    """Plain gradient descent ``x <- x - adjoint(F(x)) / L`` on ``½‖F(x)‖²``, batch by batch.
+
+    ``forward(x)`` is ``F(x)``, ``adjoint(F)`` applies the adjoint of its linear part
+    (so that ``adjoint(F(x))`` is the gradient), ``measure(x, F(x))`` is the residual
+    the stopping rule monitors, and ``L`` (shape (*, 1, 1)) the Lipschitz constant.
+    Each iteration costs one ``forward`` and one ``adjoint``.
+    """
+    with torch.no_grad():
+        x = x0.clone()
+        F = forward(x)
+
+        def step() -> float:
+            nonlocal x, F
+            x = x - adjoint(F) / L
+            F = forward(x)
+            return measure(x, F)
+
+        outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return x, outcome
+
+
+def least_squares_optim(
+    function: str,
+    method: str,
+    x0: torch.Tensor,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    measure: Callable[[torch.Tensor, torch.Tensor], float],
+    L: torch.Tensor,
+    options: Mapping[str, object] | None,
+    *,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+) -> tuple[torch.Tensor, Outcome]:
+    """Minimise ``Σ_batch ½‖F(x)‖² / L`` with the :mod:`torch.optim` optimiser ``method``.
+
+    Dividing by ``L`` makes the Hessian's largest eigenvalue 1 for every matrix of
+    the batch, so the optimisers' default learning rates do not depend on the scale
+    of ``A``.  Only a fresh leaf copy of ``x0`` requires grad; the tensors captured
+    by ``forward`` (the user's ``A`` and ``b``) must be detached by the caller.
+    """
+    x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+
+    def loss() -> torch.Tensor:
+        return 0.5 * (_squared_norms(forward(x)) / L).sum()
+
+    def residual() -> float:
+        xd = x.detach()
+        return measure(xd, forward(xd))
+
+    # gdla's stopping rule decides when to stop: switch off LBFGS's own tolerances,
+    # which otherwise freeze it once the gradient is below 1e-7.
+    defaults: dict[str, object] = (
+        {"tolerance_grad": 0.0, "tolerance_change": 0.0} if method == "lbfgs" else {}
+    )
+    step = torch_optimizer_step(
+        function, loss, residual, [x], method, {**defaults, **(options or {})}
+    )
+    with torch.enable_grad():
+        outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return x.detach(), outcome
