@@ -10,18 +10,36 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["plot_curves", "plot_convergence", "markdown_table"]
+__all__ = ["new_figure", "plot_curves", "plot_convergence", "show_images", "markdown_table"]
+
+
+def new_figure(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (6.0, 3.4)
+) -> tuple[Figure, Any]:
+    """A figure and its axes, like ``plt.subplots``, but not registered with pyplot.
+
+    A notebook shows every open pyplot figure at the end of a cell, so a figure
+    made with ``plt.subplots`` and glued with ``display=False`` would appear
+    twice; a bare :class:`~matplotlib.figure.Figure` appears only where it is glued.
+    Returns one ``Axes`` for a 1 x 1 grid, else an array of them.
+
+    Examples
+    --------
+    >>> fig, (left, right) = new_figure(1, 2)
+    >>> len(fig.axes)
+    2
+    """
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(nrows, ncols)
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-        return fig, ax
+        return new_figure(figsize=figsize)
     return ax.figure, ax  # type: ignore[return-value]
 
 
@@ -85,6 +103,45 @@ def plot_convergence(
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return fig
+
+
+def show_images(
+    images: Mapping[str, Any],
+    *,
+    ncols: int | None = None,
+    width: float = 2.4,
+    cmap: str = "gray",
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+) -> Figure:
+    """Show grayscale images side by side, each under its title, without axes.
+
+    ``images`` maps a title (newlines allowed) to a 2-D array or tensor; they are
+    laid out in rows of ``ncols`` (default: all in one row), each panel ``width``
+    inches wide and as tall as the first image's aspect ratio needs.  Values are
+    clipped to ``[vmin, vmax]`` by the colour map (pass ``None`` to scale each
+    image to its own range).
+
+    Examples
+    --------
+    >>> fig = show_images({"zeros": np.zeros((3, 2)), "ones": np.ones((3, 2))}, ncols=1)
+    >>> len(fig.axes), fig.axes[1].get_title()
+    (2, 'ones')
+    """
+    arrays = {title: np.asarray(image, dtype=float) for title, image in images.items()}
+    ncols = len(arrays) if ncols is None else max(1, min(ncols, len(arrays)))
+    nrows = -(-len(arrays) // ncols)
+    first = next(iter(arrays.values()))
+    height = width * first.shape[0] / first.shape[1] + 0.5
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat[len(arrays) :]:
+        ax.remove()
+    for ax, (title, image) in zip(axes.flat, arrays.items(), strict=False):
+        ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
     return fig
 
 

@@ -8,6 +8,7 @@ outside CI a missing tool skips the test with a one-line reason; under
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,31 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHAPTERS = sorted((ROOT / "book").glob("*.md"))
+
+
+def toc_docnames() -> list[str]:
+    """The documents in reading order (``book/intro``, ``book/tensors``...), from _toc.yml."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    docnames = [toc["root"]]
+    for part in toc.get("parts", []):
+        docnames += [chapter["file"] for chapter in part["chapters"]]
+    return docnames
+
+
+def is_notebook(docname: str) -> bool:
+    """Whether myst-nb executes the document: a kernelspec in its front matter."""
+    text = (ROOT / f"{docname}.md").read_text(encoding="utf-8")
+    return text.startswith("---") and "kernelspec:" in text.split("---", 2)[1]
+
+
+def h1_title(docname: str) -> str:
+    """The document's title, its first ``# `` heading."""
+    text = (ROOT / f"{docname}.md").read_text(encoding="utf-8")
+    match = re.search(r"^# (.+)$", text, flags=re.MULTILINE)
+    assert match, f"{docname}.md has no # title"
+    return match.group(1).strip()
 
 
 def require_tool(name: str, debian_package: str) -> str:
@@ -50,6 +76,23 @@ def html_dir() -> Path:
     if process.returncode != 0:
         pytest.fail(f"book build failed:\n{process.stdout[-4000:]}\n{process.stderr[-4000:]}")
     return ROOT / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def pdf_path() -> Path:
+    """The whole book as one PDF, built once per test session like ``make pdf`` (xelatex)."""
+    for tool, package in (("xelatex", "texlive-xetex"), ("latexmk", "latexmk")):
+        require_tool(tool, package)
+    latex = ROOT / "_build" / "latex"
+    shutil.rmtree(latex, ignore_errors=True)  # a stale LaTeX build keeps failing
+    process = build_book(ROOT, "--builder", "pdflatex")
+    pdf = latex / "book.pdf"
+    if process.returncode != 0 or not pdf.exists():
+        log = latex / "book.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        output = f"{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
+        pytest.fail(f"PDF build failed:\n{output}\n{tail}")
+    return pdf
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,29 @@ after the builder started is re-added as ``''``), so every page throws
 ``SyntaxError: Identifier 'THEBE_JS_URL' has already been declared``, and the
 script names a CDN.  With thebe off, this extension removes those assets and the
 per-page thebe configuration, so that no page refers to another host.
+
+Rebuilds
+    Sphinx re-reads every page when an extension's ``env_version`` changes; this
+    one's changes with the source of ``book/_ext``, so an edit there reaches
+    every page (executed outputs come from the cache).
+
+MathJax on every page
+    Sphinx loads MathJax only on pages with math of their own, but the navigation
+    of every page shows the chapter titles, some with math: every page loads it.
+
+Docstrings on the API page
+    ``gdla`` writes batch shapes as ``(*, m, n)`` in plain text, which reST reads
+    as the start of an emphasis; outside literals such stars are escaped.  Napoleon
+    reads the first line of a module constant's ``#:`` comment as ``type: text``
+    when it holds a colon; the package annotates its constants instead, so
+    napoleon is kept away from ``data`` and ``attribute`` docstrings.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -34,16 +53,12 @@ def _drop_thebe_assets(app: Sphinx, env: BuildEnvironment, docnames: list[str]) 
     registry = app.registry
     registry.js_files = [(f, a) for f, a in registry.js_files if not _is_thebe_asset(f, a)]
     registry.css_files = [(f, a) for f, a in registry.css_files if not _is_thebe_asset(f, a)]
-    builder = app.builder
+    builder: Any = app.builder  # the HTML builder keeps its assets in private lists
     if hasattr(builder, "_js_files"):
         builder._js_files = [
-            js
-            for js in builder._js_files
-            if not _is_thebe_asset(js.filename, dict(js.attributes))
+            js for js in builder._js_files if not _is_thebe_asset(js.filename, dict(js.attributes))
         ]
-        builder._css_files = [
-            css for css in builder._css_files if "thebe" not in str(css.filename)
-        ]
+        builder._css_files = [css for css in builder._css_files if "thebe" not in str(css.filename)]
 
 
 def _drop_thebe_config(app: Sphinx, doctree: nodes.document, docname: str) -> None:
@@ -56,7 +71,65 @@ def _drop_thebe_config(app: Sphinx, doctree: nodes.document, docname: str) -> No
             raw.parent.remove(raw)
 
 
+# Literal spans (``code``, `text`, :role:`target`) are left alone.
+_LITERAL = re.compile(r"``.+?``|`[^`]*`")
+# A star that opens a batch shape, "(*, m, n)", "(*batch, n)" or "(*)", and not an
+# emphasis in brackets, "(*this*)": no other star before the closing bracket.
+_SHAPE_STAR = re.compile(r"(?<=\()\*(?=[^*()]*\))|(?<=\[)\*(?=[^*\[\]]*\])")
+
+
+# The docstrings of data and attributes as they were before napoleon, by name.
+_PLAIN_DOCSTRINGS: dict[str, list[str]] = {}
+
+
+def _escape_shape_stars(line: str) -> str:
+    pieces, last = [], 0
+    for literal in _LITERAL.finditer(line):
+        pieces += [_SHAPE_STAR.sub(r"\\*", line[last : literal.start()]), literal.group()]
+        last = literal.end()
+    pieces.append(_SHAPE_STAR.sub(r"\\*", line[last:]))
+    return "".join(pieces)
+
+
+def _before_napoleon(
+    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    lines[:] = [_escape_shape_stars(line) for line in lines]
+    if what in ("data", "attribute"):
+        _PLAIN_DOCSTRINGS[name] = list(lines)
+
+
+def _after_napoleon(
+    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    if what in ("data", "attribute"):
+        lines[:] = _PLAIN_DOCSTRINGS.pop(name, lines)
+
+
+def _extensions_version() -> int:
+    """A number that changes with the source of the book's extensions (``book/_ext``).
+
+    Sphinx rebuilds every page when an extension's ``env_version`` changes, and
+    otherwise only pages whose source changed, so that an edit here would not
+    reach pages already built.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return int(digest.hexdigest()[:12], 16)
+
+
 def setup(app: Sphinx) -> dict[str, object]:
+    # Chapter titles with math ("The inverse and $Ax = b$") appear in the navigation
+    # of every page, so every page needs MathJax, not only those with math of their own.
+    app.set_html_assets_policy("always")
     app.connect("env-before-read-docs", _drop_thebe_assets, priority=900)
     app.connect("doctree-resolved", _drop_thebe_config, priority=900)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    # sphinx.ext.napoleon processes docstrings at the default priority, 500.
+    app.connect("autodoc-process-docstring", _before_napoleon, priority=400)
+    app.connect("autodoc-process-docstring", _after_napoleon, priority=600)
+    return {
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+        "env_version": _extensions_version(),
+    }

@@ -1,0 +1,201 @@
+"""The PDF as a reader gets it: the whole book, read back with poppler and pypdf.
+
+``make pdf`` builds one PDF with xelatex. Its text (``pdftotext``) must hold the
+title page, the contents, every chapter title, every number a chapter glues into
+its prose, its code output and its numbered equations, and the bibliography; it
+must embed at least as many images as the website shows figures. Everything is
+derived from the sources, so a new chapter is checked without editing this file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import unicodedata
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from myst_nb.core.variables import format_plain_text
+
+from conftest import ROOT, h1_title, is_notebook, require_tool, toc_docnames
+
+pytestmark = pytest.mark.slow
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+DOCNAMES = toc_docnames()
+NOTEBOOKS = [docname for docname in DOCNAMES if is_notebook(docname)]
+EXECUTED = ROOT / "_build" / "jupyter_execute"
+
+# {glue}`key`, {glue:}`key`, {glue:any}`key`, {glue:text}`key:format`
+GLUE_ROLE = re.compile(r"\{glue(:text|:any|:)?\}`([^`]+)`")
+NUMBER = re.compile(r"[-+]?\d[\d,]*(\.\d*)?([eE][-+]?\d+)?%?")
+MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+HIDDEN_OUTPUT_TAGS = {"remove-output", "remove-cell"}
+
+
+def letters(text: str) -> str:
+    """Only the letters and digits, case-folded: immune to line breaks, hyphenation, dashes.
+
+    NFKC turns the PDF's mathematical italic letters (U+1D434 ...) into plain ones.
+    """
+    return re.sub(r"[^0-9a-z]", "", unicodedata.normalize("NFKC", text).casefold())
+
+
+def squeezed(text: str) -> str:
+    """Without whitespace: a number split over two lines at a hyphen reads as one again."""
+    return "".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def pdf_text(pdf_path: Path) -> str:
+    pdftotext = require_tool("pdftotext", "poppler-utils")
+    return subprocess.run(
+        [pdftotext, str(pdf_path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def glued_numbers(docname: str) -> list[str]:
+    """Every number the chapter's prose shows through a glue role, as the PDF must read it.
+
+    Formatted as myst-nb does. A number of one or two digits would be found
+    anywhere, so it is checked together with the word that follows it ("13 goals").
+    """
+    source = (ROOT / f"{docname}.md").read_text(encoding="utf-8")
+    store = json.loads((EXECUTED / f"{docname}.glue.json").read_text())
+    numbers = []
+    for match in GLUE_ROLE.finditer(source):
+        role, content = match.group(1), match.group(2)
+        if "::" in content:  # a value glued in another document
+            continue
+        key, _, spec = content.partition(":")
+        data = store[key]["data"]
+        if role != ":text" and set(data) != {"text/plain"}:
+            continue  # {glue} of a figure or of rich output, not text
+        text = format_plain_text(data["text/plain"], spec)
+        if not NUMBER.fullmatch(text):
+            continue
+        if sum(char.isdigit() for char in text) >= 3:
+            numbers.append(text)
+        elif word := re.match(r"\s*([A-Za-z]{2,})", source[match.end() :]):
+            numbers.append(f"{text} {word.group(1)}")
+    return numbers
+
+
+def shown_text_outputs(docname: str) -> list[str]:
+    """First line of every plain-text output the chapter shows (stdout and results).
+
+    Results with a richer form (Markdown, LaTeX, an image) show that form instead.
+    """
+    notebook = nbformat.read(EXECUTED / f"{docname}.ipynb", as_version=4)
+    lines = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or HIDDEN_OUTPUT_TAGS & set(cell.metadata.get("tags", [])):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                text = output["text"]
+            elif output.get("output_type") == "execute_result" and set(output["data"]) == {
+                "text/plain"
+            }:
+                text = output["data"]["text/plain"]
+            else:
+                continue
+            first = next((line for line in text.splitlines() if line.strip()), "")
+            if len(letters(first)) >= 4 and not MEMORY_ADDRESS.search(first):
+                lines.append(first)
+    return lines
+
+
+def labelled_equations(docname: str) -> int:
+    source = (ROOT / f"{docname}.md").read_text(encoding="utf-8")
+    return len(re.findall(r"```\{math\}[^\n]*\n:label:", source)) + len(
+        re.findall(r"\$\$\s*\([\w:-]+\)", source)
+    )
+
+
+def test_the_pdf_has_a_title_page_contents_and_enough_pages(pdf_path: Path, pdf_text: str) -> None:
+    from pypdf import PdfReader
+
+    reader = PdfReader(pdf_path)
+    assert len(reader.pages) > 5
+    first_page = letters(reader.pages[0].extract_text())
+    assert letters(CONFIG["title"]) in first_page
+    assert letters(CONFIG["author"]) in first_page
+    assert "CONTENTS" in pdf_text
+
+
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_every_chapter_title_is_in_the_pdf(pdf_text: str, docname: str) -> None:
+    assert letters(h1_title(docname)) in letters(pdf_text)
+
+
+@pytest.mark.parametrize("docname", NOTEBOOKS)
+def test_every_glued_number_is_in_the_pdf(pdf_text: str, docname: str) -> None:
+    numbers = glued_numbers(docname)
+    assert numbers, f"{docname} glues no number into its prose"
+    text, words = squeezed(pdf_text), letters(pdf_text)
+    missing = [
+        number
+        for number in numbers
+        if (letters(number) not in words if " " in number else number not in text)
+    ]
+    assert not missing, f"{docname}: glued numbers missing from the PDF: {missing}"
+
+
+@pytest.mark.parametrize("docname", NOTEBOOKS)
+def test_every_code_output_is_in_the_pdf(pdf_text: str, docname: str) -> None:
+    text = letters(pdf_text)
+    missing = [line for line in shown_text_outputs(docname) if letters(line) not in text]
+    assert not missing, f"{docname}: outputs missing from the PDF: {missing}"
+
+
+@pytest.mark.parametrize("docname", NOTEBOOKS)
+def test_numbered_equations_are_in_the_pdf(pdf_text: str, docname: str) -> None:
+    chapter = DOCNAMES.index(docname)  # the root is not numbered: chapters count from 1
+    text = squeezed(pdf_text)
+    missing = [
+        f"({chapter}.{k})"
+        for k in range(1, labelled_equations(docname) + 1)
+        if f"({chapter}.{k})" not in text
+    ]
+    assert not missing, f"{docname}: equation numbers missing from the PDF: {missing}"
+
+
+def test_every_figure_of_the_website_is_embedded(
+    pdf_path: Path, pdf_text: str, html_dir: Path
+) -> None:
+    from pypdf import PdfReader
+
+    figures = {
+        src
+        for docname in DOCNAMES
+        for src in re.findall(
+            r'src="(\.\./_images/[^"]+)"', (html_dir / f"{docname}.html").read_text()
+        )
+    }
+    embedded = {
+        hashlib.sha256(image.data).hexdigest()
+        for page in PdfReader(pdf_path).pages
+        for image in page.images
+    }
+    assert len(embedded) >= len(figures) > 0, "distinct images: PDF, website"
+    # An output LaTeX cannot show (an SVG-only figure, HTML) falls back to its text repr.
+    assert "<Figure size" not in pdf_text
+    assert "<IPython.core.display" not in pdf_text
+
+
+def test_the_bibliography_lists_every_reference(pdf_text: str) -> None:
+    from pybtex.database import parse_file
+
+    references = parse_file(str(ROOT / CONFIG["bibtex_bibfiles"][0]))
+    text = letters(pdf_text)
+    missing = [
+        key
+        for key, entry in references.entries.items()
+        if letters(entry.fields["title"]) not in text
+    ]
+    assert not missing, f"bibliography entries missing from the PDF: {missing}"
