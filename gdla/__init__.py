@@ -7,17 +7,22 @@ comparison, and returns a result object with the answer and its convergence
 history.  ``torch.linalg`` is the oracle every method is tested against.
 """
 
-from . import matrices, metrics, original, plotting, rates
+from . import data, matrices, metrics, original, plotting, rates
 from ._result import CompletionResult, InverseResult, Result, SolveResult, SVDResult
 from ._validation import DtypeError, GdlaInputError, NonFiniteError, OptionError, ShapeError
+from .complete import complete
 from .inverse import inverse
 from .solve import solve
+from .svd import svd
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "data",
     "solve",
     "inverse",
+    "svd",
+    "complete",
     "matrices",
     "metrics",
     "original",

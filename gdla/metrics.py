@@ -11,6 +11,7 @@ import torch
 from ._validation import check_matrix
 
 __all__ = [
+    "relative_error",
     "relative_residual",
     "inverse_error",
     "orthogonality_error",
@@ -21,6 +22,21 @@ __all__ = [
 
 def _eye_like(A: torch.Tensor, n: int) -> torch.Tensor:
     return torch.eye(n, dtype=A.dtype, device=A.device)
+
+
+def relative_error(X: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    r"""Relative Frobenius error :math:`\|X - R\|_F / \|R\|_F` of each matrix of the batch.
+
+    ``X`` and ``reference`` have shape (*, m, n); Returns a tensor of shape (*).
+
+    Examples
+    --------
+    >>> R = torch.ones(2, 2, dtype=torch.float64)
+    >>> float(relative_error(1.5 * R, R))
+    0.5
+    """
+    check_matrix("gdla.metrics.relative_error", "reference", reference)
+    return torch.linalg.matrix_norm(X - reference) / torch.linalg.matrix_norm(reference)
 
 
 def relative_residual(A: torch.Tensor, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
