@@ -1,0 +1,662 @@
+"""Singular value decomposition by iteration and by gradient descent.
+
+:func:`svd` computes the ``k`` largest singular triplets of a matrix (or of every
+matrix of a batch) with one of several ``method=`` choices, from the strongest to
+the original blog series' formulation, so that the book can compare them:
+
+``"subspace"`` (default)
+    Block subspace iteration with Rayleigh--Ritz.  It is the infinite step size
+    limit of projected gradient ascent on :math:`\\tfrac12\\|A^H U\\|_F^2` over
+    orthonormal ``U``: the step :math:`U \\mapsto \\operatorname{qf}(U + t A A^H U)`
+    becomes :math:`\\operatorname{qf}(A A^H U)` as :math:`t \\to \\infty`, where
+    :math:`\\operatorname{qf}` is the Q factor of a QR decomposition.
+``"randomized"``
+    The randomized SVD of Halko, Martinsson and Tropp (2011): the same kernel, but
+    a fixed small number of passes over ``A`` instead of iterating to tolerance.
+``"riemannian"``
+    Riemannian gradient ascent on two Stiefel manifolds with a step size derived
+    from the problem.
+``"penalty"``
+    The original series' formulation: ``A ~ U diag(s**2) V^H`` with soft
+    orthogonality penalties, trained by a hand-written heavy-ball loop.
+``"sgd"``, ``"adam"``, ``"lbfgs"``
+    The same penalty loss, minimised by a :mod:`torch.optim` optimiser.
+
+The private helpers at the top (option checks, seeded random starts, the sign
+convention, the relative SVD residual, the subspace kernel) are shared with
+:mod:`gdla.complete`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from ._iterate import Outcome, default_rtol, iterate, torch_optimizer_step
+from ._result import SVDResult
+from ._validation import OptionError, check_matrix, check_option, check_positive
+
+__all__ = ["svd", "METHODS"]
+
+_FUNCTION = "gdla.svd"
+
+#: The ``method=`` names accepted by :func:`svd`.
+METHODS = ("subspace", "riemannian", "randomized", "penalty", "sgd", "adam", "lbfgs")
+
+#: Default ``max_iter`` of each method.
+_MAX_ITER = {
+    "subspace": 1000,
+    "randomized": 3,
+    "riemannian": 20_000,
+    "penalty": 20_000,
+    "sgd": 20_000,
+    "adam": 20_000,
+    "lbfgs": 2000,
+}
+
+Callback = Callable[[int, float], object]
+Factors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+# ----------------------------------------------------------------------------
+# Helpers shared with gdla.complete
+# ----------------------------------------------------------------------------
+
+
+def _check_rank(function: str, name: str, value: object, upper: int) -> int:
+    """Check that ``value`` is an integer in ``[1, upper]`` and return it as an int."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not 1 <= int(value) <= upper
+    ):
+        raise OptionError(
+            function, f"{name} to be an integer with 1 <= {name} <= {upper}", repr(value)
+        )
+    return int(value)
+
+
+def _generator(function: str, seed: object, device: torch.device) -> torch.Generator:
+    """A private generator on ``device`` seeded by ``seed`` (the global RNG is never used)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+        raise OptionError(function, "seed to be a non-negative integer", repr(seed))
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def _options(
+    function: str, method: str, options: object, defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Merge ``options`` into ``defaults``, rejecting any key that the method does not know."""
+    options = _as_dict(function, options)
+    unknown = sorted(str(key) for key in set(options) - set(defaults))
+    if unknown:
+        known = ", ".join(repr(key) for key in defaults) or "none"
+        raise OptionError(
+            function, f"options of method {method!r} among ({known})", ", ".join(unknown)
+        )
+    return {**defaults, **options}
+
+
+def _as_dict(function: str, options: object) -> dict[str, Any]:
+    """A copy of ``options`` as a dict (``{}`` for None); anything but a mapping is an error."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise OptionError(function, "options to be a dict or None", type(options).__name__)
+    return dict(options)
+
+
+#: Defaults for ``method="lbfgs"``, under the user's options.  LBFGS's own stopping
+#: tests (largest gradient entry below 1e-7, change below 1e-9) are switched off so
+#: that the shared stopping rule alone decides, and each iteration runs up to 20
+#: LBFGS iterations: with one per ``step()`` call, torch's LBFGS (2.13) can get stuck
+#: (its line search returns a zero step and the state never changes again).
+_LBFGS_DEFAULTS = {"max_iter": 20, "tolerance_grad": 0.0, "tolerance_change": 0.0}
+
+
+def _optimizer_options(function: str, method: str, options: object) -> dict[str, Any]:
+    """Options for :func:`torch_optimizer_step`, with :data:`_LBFGS_DEFAULTS` for LBFGS."""
+    given = _as_dict(function, options)
+    return {**_LBFGS_DEFAULTS, **given} if method == "lbfgs" else given
+
+
+def _check_count(function: str, name: str, value: object) -> int:
+    """Check that an option is a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
+        raise OptionError(function, f"{name} to be a non-negative integer", repr(value))
+    return int(value)
+
+
+def _randn(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal entries of ``like``'s dtype and device (complex: unit variance)."""
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def _orth(X: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis of the column space of ``X`` (Householder QR, robust to rank loss)."""
+    return torch.linalg.qr(X).Q
+
+
+def _qf(X: torch.Tensor) -> torch.Tensor:
+    """The Q factor of ``X = QR`` with ``diag(R)`` real positive: the QR retraction."""
+    Q, R = torch.linalg.qr(X)
+    phase = torch.sgn(R.diagonal(dim1=-2, dim2=-1))
+    return Q * torch.where(phase == 0, torch.ones_like(phase), phase).unsqueeze(-2)
+
+
+def _safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den > 0`` and ``num`` where ``den == 0`` (a zero matrix)."""
+    positive = den > 0
+    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), num)
+
+
+def _batch_max(values: torch.Tensor) -> float:
+    """The largest entry (the worst matrix of the batch) as a Python float."""
+    return float(values.max()) if values.numel() else 0.0
+
+
+def _batch_min(values: torch.Tensor) -> float:
+    """The smallest entry as a Python float (1.0 for an empty batch)."""
+    return float(values.min()) if values.numel() else 1.0
+
+
+def _scale_columns(X: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``X @ diag(d)`` for a batch, ``d`` of shape (*, k), real or complex."""
+    return X * d.to(X.dtype).unsqueeze(-2)
+
+
+def _svd_residual(
+    AV: torch.Tensor,
+    AhU: torch.Tensor,
+    U: torch.Tensor,
+    d: torch.Tensor,
+    V: torch.Tensor,
+    norm: torch.Tensor,
+) -> torch.Tensor:
+    """Relative residual of an approximate SVD, one value per matrix of the batch.
+
+    ``max(||A V - U D||_F, ||A^H U - V D^H||_F) / ||A||_F`` with ``D = diag(d)``,
+    given the products ``AV = A @ V`` and ``AhU = A^H @ U`` (zero matrices give 0).
+    """
+    r_left = torch.linalg.matrix_norm(AV - _scale_columns(U, d))
+    r_right = torch.linalg.matrix_norm(AhU - _scale_columns(V, d.conj()))
+    return _safe_divide(torch.maximum(r_left, r_right), norm)
+
+
+def _canonical(U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> Factors:
+    """Sort the triplets by descending ``S`` and apply the sign convention; return (U, S, Vh).
+
+    Sign convention: in each column of ``U`` the entry of largest magnitude (the
+    first one on ties) is made real positive, and the matching column of ``V`` is
+    multiplied by the same phase, so that ``U diag(S) V^H`` is unchanged.
+    """
+    S, order = torch.sort(S, dim=-1, descending=True, stable=True)
+    index = order.unsqueeze(-2)
+    U = U.gather(-1, index.expand(U.shape))
+    V = V.gather(-1, index.expand(V.shape))
+    pivot = U.gather(-2, U.abs().argmax(dim=-2, keepdim=True))
+    phase = torch.sgn(pivot)
+    phase = torch.where(phase == 0, torch.ones_like(phase), phase).conj()
+    return U * phase, S, (V * phase).mH.contiguous()
+
+
+def _subspace_kernel(
+    A: torch.Tensor,
+    k: int,
+    block: int,
+    generator: torch.Generator,
+    *,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None = None,
+    function: str = _FUNCTION,
+) -> tuple[Factors, Outcome]:
+    """Block subspace iteration with Rayleigh--Ritz for the top ``k`` triplets of ``A``.
+
+    ``A`` has shape (*, m, n) with ``m >= n`` and ``k <= block <= n``.  Before the
+    loop, ``U = orth(A @ Omega)`` for a Gaussian ``Omega`` of ``block`` columns.
+    Each iteration then (1) forms ``Z = A^H U`` and ``Z = V R``, (2) takes the SVD
+    ``R^H = P diag(s) Q^H`` of ``R^H = U^H A V``, the Rayleigh--Ritz step giving the
+    triplets ``(U P, s, V Q)``, (3) forms ``Y = A V``, which measures the residual of
+    the leading ``k`` triplets and gives the next ``U = orth(Y Q)``.  Returns the
+    factors (U (*, m, k), S (*, k), V (*, n, k)) whose residual was last recorded.
+    """
+    norm = torch.linalg.matrix_norm(A)
+    Omega = _randn((*A.shape[:-2], A.shape[-1], block), A, generator)
+    U = _orth(A @ Omega)
+    state: dict[str, torch.Tensor] = {}
+
+    def step() -> float:
+        nonlocal U
+        Z = A.mH @ U
+        V, R = torch.linalg.qr(Z)
+        P, s, Qh = torch.linalg.svd(R.mH)
+        Q = Qh.mH
+        YQ = (A @ V) @ Q
+        Pk, Qk, sk = P[..., :k], Q[..., :k], s[..., :k]
+        Uk, Vk = U @ Pk, V @ Qk
+        residual = _svd_residual(YQ[..., :k], Z @ Pk, Uk, sk, Vk, norm)
+        state.update(U=Uk, S=sk, V=Vk)
+        U = _orth(YQ)
+        return _batch_max(residual)
+
+    outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return (state["U"], state["S"], state["V"]), outcome
+
+
+# ----------------------------------------------------------------------------
+# The methods of svd; each returns unsorted factors (U, S, V) and the outcome.
+# ----------------------------------------------------------------------------
+
+
+def _tall(
+    A: torch.Tensor,
+    solver: Callable[[torch.Tensor], tuple[Factors, Outcome]],
+) -> tuple[Factors, Outcome]:
+    """Run ``solver`` on ``A`` if it is tall (m >= n), else on ``A^H``, swapping U and V back."""
+    if A.shape[-2] >= A.shape[-1]:
+        return solver(A)
+    (U, S, V), outcome = solver(A.mH)
+    return (V, S, U), outcome
+
+
+def _solve_subspace(
+    A: torch.Tensor,
+    k: int,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    opts: dict[str, Any],
+    generator: torch.Generator,
+) -> tuple[Factors, Outcome]:
+    p = _check_count(_FUNCTION, "options['oversampling']", opts["oversampling"])
+    block = min(k + p, *A.shape[-2:])
+    return _tall(
+        A,
+        lambda B: _subspace_kernel(
+            B, k, block, generator, rtol=rtol, max_iter=max_iter, callback=callback
+        ),
+    )
+
+
+def _norm2_estimate(A: torch.Tensor, generator: torch.Generator, steps: int = 20) -> torch.Tensor:
+    """A lower estimate of ``||A||_2`` (shape (*)) by ``steps`` power iterations on ``A^H A``."""
+    x = _randn((*A.shape[:-2], A.shape[-1], 1), A, generator)
+    tiny = torch.finfo(A.real.dtype).tiny
+    for _ in range(steps):
+        x = A.mH @ (A @ x)
+        x = x / torch.linalg.matrix_norm(x).clamp_min(tiny)[..., None, None]
+    return torch.linalg.matrix_norm(A @ x)
+
+
+def _solve_riemannian(
+    A: torch.Tensor,
+    k: int,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    opts: dict[str, Any],
+    generator: torch.Generator,
+) -> tuple[Factors, Outcome]:
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+    real = A.real.dtype
+    U = _qf(_randn((*batch, m, k), A, generator))
+    V = _qf(_randn((*batch, n, k), A, generator))
+    weights = (k - torch.arange(k, dtype=real, device=A.device)) / k
+    if opts["step"] is None:
+        sigma = _norm2_estimate(A, generator)
+        positive = sigma > 0
+        step_size = torch.where(positive, 1 / torch.where(positive, sigma, 1), 1)[..., None, None]
+    else:
+        check_positive(_FUNCTION, "options['step']", opts["step"])
+        step_size = torch.full((), float(opts["step"]), dtype=real, device=A.device)
+    norm = torch.linalg.matrix_norm(A)
+    AV, AhU = A @ V, A.mH @ U
+    d = (U.conj() * AV).sum(dim=-2)
+
+    def herm(X: torch.Tensor) -> torch.Tensor:
+        return (X + X.mH) / 2
+
+    def step() -> float:
+        nonlocal U, V, AV, AhU, d
+        GU, GV = AV * weights, AhU * weights
+        xi_U = GU - U @ herm(U.mH @ GU)
+        xi_V = GV - V @ herm(V.mH @ GV)
+        U = _qf(U + step_size * xi_U)
+        V = _qf(V + step_size * xi_V)
+        AV, AhU = A @ V, A.mH @ U
+        d = (U.conj() * AV).sum(dim=-2)
+        return _batch_max(_svd_residual(AV, AhU, U, d, V, norm))
+
+    outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    # u_j^H A v_j = d_j: rotate v_j by the phase of d_j so that S = |d| is real, non-negative.
+    phase = torch.sgn(d)
+    phase = torch.where(phase == 0, torch.ones_like(phase), phase)
+    return (U, d.abs(), V * phase.conj().unsqueeze(-2)), outcome
+
+
+def _penalty_start(A: torch.Tensor, k: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Leaf parameters ``U = rand(m, k)``, ``s = rand(k)``, ``V = rand(n, k)``, in that order.
+
+    Drawn in float32 as the original did (``manual_seed(314)`` there is ``seed=314``
+    here), then cast to A's dtype; complex starts have a zero imaginary part.
+    """
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+
+    def draw(*shape: int, dtype: torch.dtype) -> torch.Tensor:
+        x = torch.rand((*batch, *shape), generator=generator, device=A.device)
+        return x.to(dtype).requires_grad_()
+
+    return [draw(m, k, dtype=A.dtype), draw(k, dtype=A.real.dtype), draw(n, k, dtype=A.dtype)]
+
+
+def _penalty_loss(
+    A: torch.Tensor, U: torch.Tensor, s: torch.Tensor, V: torch.Tensor
+) -> torch.Tensor:
+    """The original loss, one value per matrix of the batch (shape (*)).
+
+    ``mse(U diag(s**2) V^H, A) + mse(U^H U, I) / 100 + mse(V V^H, I) / 100`` where
+    ``mse`` is the mean of the squared moduli; the last term is ``mse(V^H V, I)``
+    when ``V`` is not square (k < n, a case the original did not have).
+    """
+
+    def mse(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        return (X - Y).abs().square().mean(dim=(-2, -1))
+
+    k = U.shape[-1]
+    eye_k = torch.eye(k, dtype=A.dtype, device=A.device)
+    fit = mse(_scale_columns(U, s.square()) @ V.mH, A)
+    gram_V = V @ V.mH if V.shape[-2] == k else V.mH @ V  # the original's V V^T when square
+    return fit + mse(U.mH @ U, eye_k) / 100 + mse(gram_V, eye_k) / 100
+
+
+def _solve_penalty_family(
+    method: str,
+    A: torch.Tensor,
+    k: int,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: object,
+    generator: torch.Generator,
+) -> tuple[Factors, Outcome]:
+    params = _penalty_start(A, k, generator)
+    U, s, V = params
+    scale = A.abs().square().mean(dim=(-2, -1))
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    threshold = rtol**2 * _batch_min(scale)
+
+    if method == "penalty":
+        opts = _options(_FUNCTION, method, options, {"lr": 0.9, "momentum": 0.9})
+        check_positive(_FUNCTION, "options['lr']", opts["lr"])
+        momentum = opts["momentum"]
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or momentum < 0:
+            raise OptionError(
+                _FUNCTION, "options['momentum'] to be a non-negative number", repr(momentum)
+            )
+        lr = float(opts["lr"])
+
+        def step() -> float:
+            losses = _penalty_loss(A, U, s, V)
+            value = _batch_max(losses.detach())
+            if value <= threshold:
+                return value  # converged: keep the factors that this loss describes
+            losses.sum().backward()
+            with torch.no_grad():
+                for p in params:
+                    assert p.grad is not None
+                    p -= lr * p.grad
+                    p.grad *= momentum
+            return value
+
+    else:
+        step = torch_optimizer_step(
+            _FUNCTION,
+            lambda: _penalty_loss(A, U, s, V).sum(),
+            lambda: _batch_max(_penalty_loss(A, U, s, V)),
+            params,
+            method,
+            _optimizer_options(_FUNCTION, method, options),
+        )
+
+    outcome = iterate(_FUNCTION, step, rtol=threshold, max_iter=max_iter, callback=callback)
+    return (U.detach(), s.detach().square(), V.detach()), outcome
+
+
+# ----------------------------------------------------------------------------
+# Public function
+# ----------------------------------------------------------------------------
+
+
+def svd(
+    A: torch.Tensor,
+    k: int | None = None,
+    *,
+    method: str = "subspace",
+    rtol: float | None = None,
+    max_iter: int | None = None,
+    callback: Callable[[int, float], object] | None = None,
+    options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> SVDResult:
+    r"""Compute the ``k`` largest singular triplets of ``A`` iteratively.
+
+    Letting :math:`\mathbb{K}` be :math:`\mathbb{R}` or :math:`\mathbb{C}`, the
+    truncated singular value decomposition of :math:`A \in \mathbb{K}^{m \times n}`
+    is
+
+    .. math:: A \approx U \operatorname{diag}(S) V^{\text{H}},
+
+    where :math:`U \in \mathbb{K}^{m \times k}` and :math:`V \in \mathbb{K}^{n \times k}`
+    have orthonormal columns and :math:`S \in \mathbb{R}^k` holds the ``k`` largest
+    singular values in descending order.  Like
+    ``torch.linalg.svd(A, full_matrices=False)`` it returns ``U``, ``S`` and
+    ``Vh`` :math:`= V^{\text{H}}`, but only the leading ``k`` triplets, computed by
+    the iterative or gradient-based ``method``.
+
+    Supports input of float, double, cfloat and cdouble dtypes. Also supports
+    batches of matrices, and if A is a batch of matrices then the output has the
+    same batch dimensions.  One loop advances every matrix of the batch; the
+    monitored residual is the largest over the batch.
+
+    The result stays on A's device and dtype.  ``S`` has the real dtype
+    matching ``A``'s (float for cfloat, double for cdouble).  Random starts come
+    from a private :class:`torch.Generator` seeded by ``seed``, on A's device; the
+    global random state is neither used nor changed.
+
+    Sign convention: singular vectors are unique only up to a phase (a sign in the
+    real case).  Every method returns them normalised so that, in each column of
+    ``U``, the entry of largest magnitude (the first one on ties) is real and
+    positive, with the rows of ``Vh`` multiplied by the matching phase.  For
+    distinct singular values, results of different methods (and of
+    ``torch.linalg.svd`` after the same normalisation) are therefore comparable
+    column by column.
+
+    Methods (``method=``):
+
+    ``"subspace"`` (default)
+        Block subspace iteration on ``l = min(k + p, m, n)`` orthonormal columns
+        with a Rayleigh--Ritz step every iteration (a small SVD of ``U^H A V``).
+        Each iteration costs one product with ``A^H`` and one with ``A`` (plus one
+        with ``A`` before the first, from a Gaussian start).  The
+        leading triplets converge linearly with ratio
+        :math:`(\sigma_{l+1}/\sigma_k)^2`; when ``l = min(m, n)`` the first
+        iteration is already exact.  Options: ``oversampling`` ``p`` (default
+        ``k + 40``: a product of ``A`` with a block of up to some tens of columns
+        is limited by reading ``A`` from memory, so a wide block costs little more
+        per pass and saves passes).
+    ``"randomized"``
+        Randomized SVD (Halko, Martinsson and Tropp, 2011, Algorithms 4.4 and 5.1):
+        the same kernel from a Gaussian start, run for a fixed budget of
+        ``max_iter`` passes (default 3, i.e. two power iterations, the default of
+        ``torch.svd_lowrank``), stopping early only if the tolerance is met.
+        Options: ``oversampling`` (default 10).
+    ``"riemannian"``
+        Riemannian gradient ascent of :math:`\operatorname{Re}\operatorname{tr}
+        (U^H A V N)`, :math:`N = \operatorname{diag}(k, k-1, \dots, 1)/k`, over
+        orthonormal ``U`` (m x k) and ``V`` (n x k): the Euclidean gradients
+        ``A V N`` and ``A^H U N`` are projected onto the tangent spaces
+        (:math:`G - U \operatorname{herm}(U^H G)`) and the step is retracted by the
+        QR decomposition.  The step size is ``1 / sigma`` with ``sigma`` an
+        estimate of :math:`\|A\|_2` from 20 power iterations, the scale of the
+        gradient's Lipschitz constant.  Linear convergence governed by the
+        smallest gap :math:`\sigma_j - \sigma_{j+1}` (j <= k) relative to
+        :math:`\|A\|_2`: slow for clustered singular values.  Options: ``step``
+        (overrides the step size).  ``S`` is :math:`|u_j^H A v_j|`.
+    ``"penalty"``
+        The original blog series' formulation: ``U`` (m x k), ``s`` (k), ``V``
+        (n x k) drawn by ``torch.rand`` in that order, ``A ~ U diag(s**2) V^H``,
+        loss :math:`\operatorname{mse}(U \operatorname{diag}(s^2) V^H, A) +
+        \operatorname{mse}(U^H U, I)/100 + \operatorname{mse}(V V^H, I)/100`, minimised
+        by the original hand-written heavy-ball loop ``p -= lr * p.grad;
+        p.grad *= momentum`` (options ``lr`` 0.9 and ``momentum`` 0.9; default
+        ``max_iter`` 20,000), triplets sorted afterwards.  ``seed=314``
+        reproduces the original start.  The factors are only approximately
+        orthonormal; it can stall in a local minimum, which ``converged=False``
+        then reports.  The step ``lr`` 0.9 suits the original matrices (entries
+        in [0, 1]); on matrices of larger norm the loop diverges, and says so.
+    ``"sgd"``, ``"adam"``, ``"lbfgs"``
+        The same loss and start, minimised by :class:`torch.optim.SGD`,
+        :class:`torch.optim.Adam` or :class:`torch.optim.LBFGS`; ``options`` are
+        passed to the optimiser (e.g. ``{"lr": 1e-3, "weight_decay": 1e-5}``);
+        default ``max_iter`` 20,000 (2,000 for ``"lbfgs"``, each iteration one
+        ``step()`` of up to 20 LBFGS iterations with a strong-Wolfe line search).
+
+    Stopping rule: the iteration stops after iteration ``i`` when the monitored residual
+    ``r_i <= rtol`` (``converged=True``), when ``callback(i, r_i)`` returns
+    True, when ``r_i`` is NaN or infinite, or after ``max_iter`` iterations
+    (these three with ``converged=False``).  ``history`` records every ``r_i``.
+
+    * For ``"subspace"``, ``"randomized"`` and ``"riemannian"``, ``r_i`` is the
+      relative residual of the returned triplets
+
+      .. math:: r = \max_{\text{batch}} \frac{\max(\|A V - U \operatorname{diag}(S)\|_F,
+                \|A^H U - V \operatorname{diag}(S)\|_F)}{\|A\|_F}
+
+      (0 for a zero matrix), computed from the products the iteration forms anyway.
+    * For ``"penalty"``, ``"sgd"``, ``"adam"`` and ``"lbfgs"``, ``r_i`` is the loss
+      itself (the largest over the batch), as in the original plots, and the
+      iteration stops when ``r_i <= rtol**2 * mean(|A|**2)`` (the smallest
+      ``mean(|A|**2)`` over the batch; 1 for a zero matrix): the loss is a mean of
+      squares, so this asks the fit for a relative accuracy of about ``rtol``.
+      ``"penalty"`` records the loss before its update, as the original did, and
+      takes no step once converged; the optimisers record it after their step.
+
+    Parameters
+    ----------
+    A : Tensor
+        Matrix or batch of matrices of shape (*, m, n).
+    k : int, optional
+        Number of singular triplets, ``1 <= k <= min(m, n)``.  Default ``min(m, n)``.
+    method : str, optional
+        One of ``"subspace"`` (default), ``"riemannian"``, ``"randomized"``,
+        ``"penalty"``, ``"sgd"``, ``"adam"``, ``"lbfgs"``.
+    rtol : float, optional
+        Tolerance of the stopping rule.  Default ``default_rtol(A.dtype)``, 100
+        machine epsilons (2.2e-14 in double, 1.2e-5 in float).
+    max_iter : int, optional
+        Largest number of iterations; the default depends on the method (see above).
+    callback : callable, optional
+        ``callback(i, r_i)`` is called after each iteration that has not converged;
+        returning True stops the iteration.
+    options : dict, optional
+        Method-specific options (see above); unknown keys raise :class:`OptionError`.
+    seed : int, optional
+        Seed of the private generator of the random start.  Default 0.
+
+    Returns
+    -------
+    SVDResult
+        With fields, in this order, ``U`` of shape (*, m, k), ``S`` of shape (*, k)
+        (real, non-negative, descending) and ``Vh`` of shape (*, k, n), and the
+        bookkeeping ``method``, ``nit``, ``converged``, ``message``, ``history``.
+        Empty input (m or n zero, or an empty batch) gives empty factors with
+        ``converged=True`` and ``nit=0``.
+
+    Raises
+    ------
+    DtypeError
+        ``A`` is not a float, double, cfloat or cdouble tensor.
+    ShapeError
+        ``A`` has fewer than two dimensions.
+    NonFiniteError
+        ``A`` has a NaN or infinite entry.
+    OptionError
+        ``k`` out of range, unknown ``method``, non-positive ``rtol`` or
+        ``max_iter``, a negative ``seed`` or a bad ``options`` entry.
+
+    See Also
+    --------
+    torch.linalg.svd : the direct (LAPACK) SVD, the oracle of the tests.
+    torch.svd_lowrank : randomized low-rank SVD with a fixed number of iterations.
+    gdla.complete : low-rank matrix completion from some entries.
+
+    Examples
+    --------
+    >>> import torch, gdla
+    >>> A = gdla.matrices.decaying_spectrum(50, 30, rate=0.5, seed=0)
+    >>> result = gdla.svd(A, k=3)
+    >>> result.converged, result.U.shape, result.S.shape, result.Vh.shape
+    (True, torch.Size([50, 3]), torch.Size([3]), torch.Size([3, 30]))
+    >>> result.S.round(decimals=10).tolist()
+    [1.0, 0.5, 0.25]
+    >>> bool(torch.allclose(result.S, torch.linalg.svdvals(A)[:3], rtol=1e-12))
+    True
+    """
+    check_matrix(_FUNCTION, "A", A)
+    check_option(_FUNCTION, "method", method, METHODS)
+    A = A.detach()
+    m, n = A.shape[-2:]
+    k = min(m, n) if k is None else _check_rank(_FUNCTION, "k", k, min(m, n))
+    rtol = default_rtol(A.dtype) if rtol is None else rtol
+    check_positive(_FUNCTION, "rtol", rtol)
+    max_iter = _MAX_ITER[method] if max_iter is None else max_iter
+    check_positive(_FUNCTION, "max_iter", max_iter, integer=True)
+    generator = _generator(_FUNCTION, seed, A.device)
+
+    if A.numel() == 0:
+        U = A.new_zeros((*A.shape[:-1], k))
+        S = torch.zeros((*A.shape[:-2], k), dtype=A.real.dtype, device=A.device)
+        Vh = A.new_zeros((*A.shape[:-2], k, n))
+        return SVDResult(
+            method=method,
+            nit=0,
+            converged=True,
+            message="empty input: nothing to compute",
+            history=[],
+            U=U,
+            S=S,
+            Vh=Vh,
+        )
+
+    if method in ("penalty", "sgd", "adam", "lbfgs"):
+        with torch.enable_grad():
+            (U, S, V), outcome = _solve_penalty_family(
+                method, A, k, rtol, max_iter, callback, options, generator
+            )
+    else:
+        defaults: dict[str, dict[str, Any]] = {
+            "subspace": {"oversampling": k + 40},
+            "randomized": {"oversampling": 10},
+            "riemannian": {"step": None},
+        }
+        opts = _options(_FUNCTION, method, options, defaults[method])
+        solver = _solve_riemannian if method == "riemannian" else _solve_subspace
+        with torch.no_grad():
+            (U, S, V), outcome = solver(A, k, rtol, max_iter, callback, opts, generator)
+    U, S, Vh = _canonical(U, S, V)
+    return SVDResult(
+        method=method,
+        nit=outcome.nit,
+        converged=outcome.converged,
+        message=outcome.message,
+        history=outcome.history,
+        U=U,
+        S=S,
+        Vh=Vh,
+    )
