@@ -136,14 +136,7 @@ def least_squares_optim(
         xd = x.detach()
         return measure(xd, forward(xd))
 
-    # gdla's stopping rule decides when to stop: switch off LBFGS's own tolerances,
-    # which otherwise freeze it once the gradient is below 1e-7.
-    defaults: dict[str, object] = (
-        {"tolerance_grad": 0.0, "tolerance_change": 0.0} if method == "lbfgs" else {}
-    )
-    step = torch_optimizer_step(
-        function, loss, residual, [x], method, {**defaults, **(options or {})}
-    )
+    step = torch_optimizer_step(function, loss, residual, [x], method, options)
     with torch.enable_grad():
         outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
     return x.detach(), outcome

@@ -9,7 +9,7 @@ callback, and writes the message, so that every method stops in the same way.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +89,7 @@ def torch_optimizer_step(
     residual: Callable[[], float],
     params: Iterable[torch.Tensor],
     method: str,
-    options: dict[str, object] | None,
+    options: Mapping[str, object] | None,
 ) -> Callable[[], float]:
     """Build a ``step`` for :func:`iterate` that runs one step of a :mod:`torch.optim` optimiser.
 
@@ -101,7 +101,16 @@ def torch_optimizer_step(
     defaults: dict[str, dict[str, Any]] = {
         "sgd": {"lr": 0.1, "momentum": 0.9},
         "adam": {"lr": 1e-2},
-        "lbfgs": {"lr": 1.0, "max_iter": 1, "history_size": 20, "line_search_fn": "strong_wolfe"},
+        # gdla's stopping rule decides when to stop: LBFGS's own tolerances would
+        # freeze it once the gradient is below 1e-7.
+        "lbfgs": {
+            "lr": 1.0,
+            "max_iter": 1,
+            "history_size": 20,
+            "line_search_fn": "strong_wolfe",
+            "tolerance_grad": 0.0,
+            "tolerance_change": 0.0,
+        },
     }
     kwargs = {**defaults[method], **(options or {})}
     try:

@@ -25,6 +25,7 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -84,9 +85,9 @@ def _original_inverse_rows() -> list[Row]:
                 method=result.method,
                 nit=result.nit,
                 error=error,
-                seconds=best_time(lambda A=A: inverse(A)),
+                seconds=best_time(partial(inverse, A)),
                 reference="torch.linalg.inv",
-                reference_seconds=best_time(lambda A=A: torch.linalg.inv(A)),
+                reference_seconds=best_time(partial(torch.linalg.inv, A)),
                 goal="max|XA-I| < 1e-12, <= 30 iterations",
                 met=error < 1e-12 and result.nit <= 30,
             )
@@ -110,9 +111,9 @@ def _original_svd_rows() -> list[Row]:
                 method=result.method,
                 nit=result.nit,
                 error=value_error,
-                seconds=best_time(lambda A=A: svd(A)),
+                seconds=best_time(partial(svd, A)),
                 reference="torch.linalg.svd",
-                reference_seconds=best_time(lambda A=A: torch.linalg.svd(A, full_matrices=False)),
+                reference_seconds=best_time(partial(torch.linalg.svd, A, full_matrices=False)),
                 goal="sv error < 1e-10, orth. < 1e-12, <= 1000 iter.",
                 met=value_error < 1e-10 and orthogonality < 1e-12 and result.nit <= 1000,
             )

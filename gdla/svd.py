@@ -109,12 +109,11 @@ def _as_dict(function: str, options: object) -> dict[str, Any]:
     return dict(options)
 
 
-#: Defaults for ``method="lbfgs"``, under the user's options.  LBFGS's own stopping
-#: tests (largest gradient entry below 1e-7, change below 1e-9) are switched off so
-#: that the shared stopping rule alone decides, and each iteration runs up to 20
-#: LBFGS iterations: with one per ``step()`` call, torch's LBFGS (2.13) can get stuck
-#: (its line search returns a zero step and the state never changes again).
-_LBFGS_DEFAULTS = {"max_iter": 20, "tolerance_grad": 0.0, "tolerance_change": 0.0}
+#: Defaults for ``method="lbfgs"``, under the user's options (LBFGS's own stopping
+#: tests are switched off by :func:`torch_optimizer_step`).  Each iteration runs up to
+#: 20 LBFGS iterations: with one per ``step()`` call, torch's LBFGS (2.13) can get
+#: stuck on the penalty loss (its line search returns a zero step for good).
+_LBFGS_DEFAULTS = {"max_iter": 20}
 
 
 def _optimizer_options(function: str, method: str, options: object) -> dict[str, Any]:
