@@ -7,6 +7,7 @@ uses a log scale where the quantity spans orders of magnitude.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +15,30 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "plot_curves", "plot_convergence", "show_images", "markdown_table"]
+__all__ = [
+    "BookFigure",
+    "new_figure",
+    "plot_curves",
+    "plot_convergence",
+    "show_images",
+    "markdown_table",
+]
+
+
+class BookFigure(Figure):
+    """A matplotlib figure that a notebook displays as a PNG image by itself.
+
+    Figures made through pyplot are displayed by the notebook's inline backend,
+    which also shows every open figure at the end of a cell (so a glued figure
+    would appear twice).  A ``BookFigure`` is not registered with pyplot and
+    renders itself through ``_repr_png_``, so it appears exactly where it is
+    displayed or glued, with or without pyplot.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
 
 
 def new_figure(
@@ -30,10 +54,10 @@ def new_figure(
     Examples
     --------
     >>> fig, (left, right) = new_figure(1, 2)
-    >>> len(fig.axes)
-    2
+    >>> len(fig.axes), fig._repr_png_().startswith(b"\\x89PNG")
+    (2, True)
     """
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = BookFigure(figsize=figsize, layout="constrained")
     return fig, fig.subplots(nrows, ncols)
 
 
@@ -134,7 +158,7 @@ def show_images(
     nrows = -(-len(arrays) // ncols)
     first = next(iter(arrays.values()))
     height = width * first.shape[0] / first.shape[1] + 0.5
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    fig = BookFigure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat[len(arrays) :]:
         ax.remove()

@@ -51,3 +51,13 @@ def test_pages_load_mathjax_from_the_site_itself(html_dir: Path) -> None:
     assert "_static/mathjax/tex-chtml.js" in page
     assert "cdn.jsdelivr" not in page
     assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").stat().st_size > 100_000
+
+
+@pytest.mark.parametrize("chapter", [c for c in toc_chapters() if c != "book/bibliography"])
+def test_every_glued_figure_shows_an_image(html_dir: Path, chapter: str) -> None:
+    # A glued object that the kernel cannot render as an image leaves an empty
+    # figure with its caption and no warning: count the images inside figures.
+    expected = len(re.findall(r"```\{glue:figure\}", (ROOT / f"{chapter}.md").read_text()))
+    page = (html_dir / f"{chapter}.html").read_text()
+    figures = re.findall(r"<figure[^>]*>.*?</figure>", page, flags=re.S)
+    assert sum("<img" in figure for figure in figures) >= expected

@@ -46,7 +46,8 @@ def make_book(tmp_path: Path, probe_body: str, *, with_package: bool = False) ->
     root = tmp_path / "book_copy"
     (root / "book").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
-    shutil.copytree(ROOT / "book" / "_ext", root / "book" / "_ext")
+    for folder in ("_ext", "_static"):
+        shutil.copytree(ROOT / "book" / folder, root / "book" / folder)
     shutil.copy(ROOT / "book" / "references.bib", root / "book" / "references.bib")
     (root / "_toc.yml").write_text(TOC)
     (root / "book" / "intro.md").write_text("# Intro\n\nA probe book.\n")
