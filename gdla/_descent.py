@@ -23,6 +23,7 @@ __all__ = [
     "check_options",
     "least_squares_gd",
     "least_squares_optim",
+    "least_squares",
 ]
 
 Callback = Callable[[int, float], object]
@@ -140,3 +141,33 @@ def least_squares_optim(
     with torch.enable_grad():
         outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
     return x.detach(), outcome
+
+
+def least_squares(
+    function: str,
+    method: str,
+    x0: torch.Tensor,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    adjoint: Callable[[torch.Tensor], torch.Tensor],
+    measure: Callable[[torch.Tensor, torch.Tensor], float],
+    L: torch.Tensor,
+    options: Mapping[str, object] | None,
+    *,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+) -> tuple[torch.Tensor, Outcome]:
+    """Run ``method``: ``"gd"`` by :func:`least_squares_gd`, else a :mod:`torch.optim` optimiser.
+
+    ``adjoint`` maps a residual to the gradient (used by ``"gd"`` only).
+    """
+    if method == "gd":
+        check_options(function, method, options, ())
+        return least_squares_gd(
+            function, x0, forward, adjoint, measure, L,
+            rtol=rtol, max_iter=max_iter, callback=callback,
+        )  # fmt: skip
+    return least_squares_optim(
+        function, method, x0, forward, measure, L, options,
+        rtol=rtol, max_iter=max_iter, callback=callback,
+    )  # fmt: skip

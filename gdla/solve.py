@@ -15,8 +15,7 @@ import torch
 from ._descent import (
     Callback,
     check_options,
-    least_squares_gd,
-    least_squares_optim,
+    least_squares,
     lipschitz_constant,
 )
 from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate
@@ -117,31 +116,10 @@ def _least_squares(
         def forward(X: torch.Tensor) -> torch.Tensor:
             return A @ X - B
 
-        if method == "gd":
-            check_options(FUNCTION, method, options, ())
-            return least_squares_gd(
-                FUNCTION,
-                X0,
-                forward,
-                lambda F: A.mH @ F,
-                measure,
-                L,
-                rtol=rtol,
-                max_iter=max_iter,
-                callback=callback,
-            )
-        return least_squares_optim(
-            FUNCTION,
-            method,
-            X0,
-            forward,
-            measure,
-            L,
-            options,
-            rtol=rtol,
-            max_iter=max_iter,
-            callback=callback,
-        )
+        return least_squares(
+            FUNCTION, method, X0, forward, lambda F: A.mH @ F, measure, L, options,
+            rtol=rtol, max_iter=max_iter, callback=callback,
+        )  # fmt: skip
 
     return run
 
