@@ -53,8 +53,10 @@ def squeezed(text: str) -> str:
 @pytest.fixture(scope="module")
 def pdf_text(pdf_path: Path) -> str:
     pdftotext = require_tool("pdftotext", "poppler-utils")
+    # -raw keeps the content stream's order: the default reading-order analysis
+    # splits a wide, space-aligned tensor printout into columns.
     return subprocess.run(
-        [pdftotext, str(pdf_path), "-"], capture_output=True, text=True, check=True
+        [pdftotext, "-raw", str(pdf_path), "-"], capture_output=True, text=True, check=True
     ).stdout
 
 
