@@ -46,7 +46,7 @@ def make_book(tmp_path: Path, probe_body: str, *, with_package: bool = False) ->
     root = tmp_path / "book_copy"
     (root / "book").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
-    for folder in ("_ext", "_static"):
+    for folder in ("_ext", "_static", "_extra"):
         shutil.copytree(ROOT / "book" / folder, root / "book" / folder)
     shutil.copy(ROOT / "book" / "references.bib", root / "book" / "references.bib")
     (root / "_toc.yml").write_text(TOC)
