@@ -53,13 +53,17 @@ def iterate(
     rtol: float,
     max_iter: int,
     callback: Callable[[int, float], object] | None = None,
+    exhausted: Callable[[], str | None] | None = None,
 ) -> Outcome:
     """Call ``step`` until its residual is at most ``rtol`` or ``max_iter`` is reached.
 
     The stopping rule, shared by every method: stop after iteration ``k`` when
     ``step()`` returned ``residual <= rtol``; stop when ``callback(k, residual)``
     returns True; stop with ``converged=False`` when the residual is NaN or
-    infinite (divergence) or after ``max_iter`` iterations.
+    infinite (divergence) or after ``max_iter`` iterations.  A method that can
+    tell when further iterations cannot help (its search space is already the
+    whole space) passes ``exhausted``, which returns the reason as a string, or
+    None to go on; it is asked after each iteration that has not converged.
     """
     check_positive(function, "rtol", rtol)
     check_positive(function, "max_iter", max_iter, integer=True)
@@ -75,6 +79,15 @@ def iterate(
             )
         if callback is not None and callback(k, residual):
             return Outcome(k, False, f"stopped by callback at iteration {k}", history)
+        reason = exhausted() if exhausted is not None else None
+        if reason is not None:
+            return Outcome(
+                k,
+                False,
+                f"not converged: residual {residual:.3g} > rtol {rtol:.3g} at iteration {k}, "
+                f"and {reason}",
+                history,
+            )
     return Outcome(
         max_iter,
         False,

@@ -14,7 +14,9 @@ The rows check the performance goals of the package:
   error < 1e-12, at most 1,000 iterations each;
 - top-10 SVD of a 4000 x 2000 matrix with a decaying spectrum: at most 0.2 x the time
   of ``torch.linalg.svd``, and no slower than ``torch.svd_lowrank`` tuned to the same
-  accuracy;
+  accuracy: the fastest block size ``q`` and number of power iterations ``niter``
+  whose triplets meet the residual bound that ``gdla.svd`` guarantees (at its
+  default tolerance and at 1e-8);
 - inverse of a 1024 x 1024 matrix of condition number 1e3: within 30 x ``torch.linalg.inv``;
 - batched inverse of 10,000 4 x 4 matrices: faster than a loop of ``torch.linalg.inv``.
 """
@@ -30,6 +32,7 @@ from functools import partial
 import torch
 
 from . import matrices
+from ._iterate import default_rtol
 from .complete import complete
 from .inverse import inverse
 from .metrics import inverse_error, orthogonality_error, relative_residual
@@ -121,53 +124,57 @@ def _original_svd_rows() -> list[Row]:
     return rows
 
 
-def _svd_lowrank_matching(A: torch.Tensor, k: int, target: float) -> tuple[int, float]:
-    """Fewest power iterations of ``torch.svd_lowrank`` reaching ``target``, and its time."""
-    exact = torch.linalg.svdvals(A)[:k]
-    for niter in range(0, 12):
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(0)
-        _, S, _ = torch.svd_lowrank(A, q=k + 10, niter=niter)
-        torch.random.set_rng_state(generator_state)
-        if float(((S[:k] - exact).abs() / exact[0]).max()) <= target:
-            break
-    seconds = best_time(lambda: torch.svd_lowrank(A, q=k + 10, niter=niter))
-    return niter, seconds
+def _residual(A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> float:
+    """gdla.svd's documented residual ``max(||AV - US||, ||A^H U - VS||) / ||A||_F``."""
+    left = torch.linalg.matrix_norm(A @ V - U * S)
+    right = torch.linalg.matrix_norm(A.mH @ U - V * S)
+    return float(torch.maximum(left, right) / torch.linalg.matrix_norm(A))
+
+
+def _svd_lowrank_tuned(A: torch.Tensor, k: int, target: float) -> tuple[int, int, float]:
+    """The fastest ``torch.svd_lowrank`` whose top ``k`` triplets have residual <= ``target``.
+
+    For each block size ``q`` of a grid, the fewest power iterations ``niter`` that
+    reach ``target`` (from ``torch.manual_seed(0)``; the global state is restored);
+    returns the ``(q, niter, seconds)`` of the fastest.
+    """
+    best = (0, 0, float("inf"))
+    for q in (k + 10, k + 20, k + 30, k + 50, k + 70):
+        for niter in range(0, 16):
+            state = torch.random.get_rng_state()
+            torch.manual_seed(0)
+            U, S, V = torch.svd_lowrank(A, q=q, niter=niter)
+            torch.random.set_rng_state(state)
+            if _residual(A, U[:, :k], S[:k], V[:, :k]) <= target:
+                seconds = best_time(lambda: torch.svd_lowrank(A, q=q, niter=niter), repeats=2)
+                best = min(best, (q, niter, seconds), key=lambda entry: entry[2])
+                break
+    return best
 
 
 def _topk_svd_rows(m: int, n: int, k: int = 10) -> list[Row]:
     A = matrices.decaying_spectrum(m, n, rate=0.9, seed=0)
-    exact = torch.linalg.svdvals(A)[:k]
-    result = svd(A, k)
-    error = float(((result.S - exact).abs() / exact[0]).max())
-    seconds = best_time(lambda: svd(A, k), repeats=2)
     full = best_time(lambda: torch.linalg.svd(A, full_matrices=False), repeats=1)
-    niter, lowrank = _svd_lowrank_matching(A, k, max(error, 1e-10))
-    task = f"top-{k} svd, {m}x{n}"
-    return [
-        Row(
-            task,
-            result.method,
-            result.nit,
-            error,
-            seconds,
-            "torch.linalg.svd",
-            full,
-            "time <= 0.2 x torch.linalg.svd",
-            seconds <= 0.2 * full,
-        ),
-        Row(
-            task,
-            result.method,
-            result.nit,
-            error,
-            seconds,
-            f"torch.svd_lowrank (niter={niter})",
-            lowrank,
-            "time <= torch.svd_lowrank at equal accuracy",
-            seconds <= lowrank,
-        ),
-    ]
+    rows = []
+    for rtol in (None, 1e-8):
+        result = svd(A, k, rtol=rtol)
+        error = _residual(A, result.U, result.S, result.Vh.mH)
+        seconds = best_time(lambda: svd(A, k, rtol=rtol), repeats=3)
+        target = default_rtol(A.dtype) if rtol is None else rtol
+        q, niter, lowrank = _svd_lowrank_tuned(A, k, target)
+        task = f"top-{k} svd, {m}x{n}, residual <= {target:.1e}"
+        if rtol is None:
+            rows.append(
+                Row(task, result.method, result.nit, error, seconds, "torch.linalg.svd",
+                    full, "time <= 0.2 x torch.linalg.svd", seconds <= 0.2 * full)
+            )  # fmt: skip
+        rows.append(
+            Row(task, result.method, result.nit, error, seconds,
+                f"torch.svd_lowrank (q={q}, niter={niter})", lowrank,
+                "time <= torch.svd_lowrank tuned to the same residual",
+                result.converged and seconds <= lowrank)
+        )  # fmt: skip
+    return rows
 
 
 def _large_inverse_row(n: int) -> Row:

@@ -4,7 +4,12 @@
 matrix of a batch) with one of several ``method=`` choices, from the strongest to
 the original blog series' formulation, so that the book can compare them:
 
-``"subspace"`` (default)
+``"lanczos"`` (default)
+    Block Golub--Kahan--Lanczos bidiagonalization with thick restarts: where
+    subspace iteration keeps only its latest block, it keeps every block, and the
+    Rayleigh--Ritz step picks the best triplets in the span of all of them (a
+    Krylov space), as conjugate gradients does for gradient descent.
+``"subspace"``
     Block subspace iteration with Rayleigh--Ritz.  It is the infinite step size
     limit of projected gradient ascent on :math:`\\tfrac12\\|A^H U\\|_F^2` over
     orthonormal ``U``: the step :math:`U \\mapsto \\operatorname{qf}(U + t A A^H U)`
@@ -44,10 +49,20 @@ __all__ = ["svd", "METHODS"]
 _FUNCTION = "gdla.svd"
 
 #: The ``method=`` names accepted by :func:`svd`.
-METHODS = ("subspace", "riemannian", "randomized", "penalty", "sgd", "adam", "lbfgs")
+METHODS = (
+    "lanczos",
+    "subspace",
+    "riemannian",
+    "randomized",
+    "penalty",
+    "sgd",
+    "adam",
+    "lbfgs",
+)
 
 #: Default ``max_iter`` of each method.
 _MAX_ITER = {
+    "lanczos": 1000,
     "subspace": 1000,
     "randomized": 3,
     "riemannian": 20_000,
@@ -246,6 +261,115 @@ def _subspace_kernel(
     return (state["U"], state["S"], state["V"]), outcome
 
 
+def _times(A: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """``A @ X`` for a thin ``X``, computed as ``(X^H A^H)^H``.
+
+    The same product, but MKL on CPU runs the wide-output form up to 2-3 times
+    faster when ``X`` has a few tens of columns (measured with torch 2.13 on
+    4000 x 2000 and 4000 x 60 operands).
+    """
+    return (X.mH @ A.mH).mH
+
+
+def _project_out(Q: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W - Q C`` with ``C = Q^H W``, orthogonalised twice (classical Gram--Schmidt, twice
+    is enough); returns the projected ``W`` and the total coefficients ``C``."""
+    C = _times(Q.mH, W)
+    W = W - _times(Q, C)
+    C2 = _times(Q.mH, W)
+    return W - _times(Q, C2), C + C2
+
+
+def _extend_basis(Q: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Orthonormal columns ``N`` orthogonal to ``Q`` with ``W = Q C + N R``; returns (N, C, R).
+
+    When ``W`` lies numerically in the span of ``Q`` (an invariant subspace has been
+    found), the Q factor of its rounding noise is not orthogonal to ``Q``: it is then
+    projected and factored once more, which keeps the basis orthonormal.
+    """
+    W, C = _project_out(Q, W)
+    N, R = torch.linalg.qr(W)
+    leak = Q.mH @ N
+    if _batch_max(leak.abs()) > torch.finfo(W.dtype).eps ** 0.5:
+        N, R_again = torch.linalg.qr(N - Q @ leak)
+        R = R_again @ R
+    return N, C, R
+
+
+def _lanczos_kernel(
+    A: torch.Tensor,
+    k: int,
+    block: int,
+    max_basis: int,
+    generator: torch.Generator,
+    *,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None = None,
+) -> tuple[Factors, Outcome]:
+    """Block Golub--Kahan--Lanczos bidiagonalization with thick restarts, top ``k`` triplets.
+
+    ``A`` has shape (*, m, n) with ``m >= n``, ``k <= block <= n``, and either
+    ``block == n`` (one exact iteration) or ``k + block <= max_basis <= n - block``.  The bases ``U`` (m x d) and
+    ``V`` (n x d) are orthonormal, with ``A V = U B`` for the small ``B = U^H A V``
+    and ``A^H U = V B^H + W L E^H``, where ``W`` (n x block) is the next block of
+    ``V`` and ``E`` selects the newest block of ``U``.  Iteration i (1) forms
+    ``A W`` and appends its part orthogonal to ``U`` to ``U`` (and ``W`` to ``V``),
+    (2) takes the SVD ``B = P diag(s) Q^H``, the Rayleigh--Ritz step giving the
+    triplets ``(U P, s, V Q)``, (3) forms ``A^H`` times the newest block of ``U``,
+    whose part orthogonal to ``V`` is the next ``W L``.  The Ritz triplets satisfy
+    ``A V Q = U P diag(s)`` exactly and ``A^H U P - V Q diag(s) = W L E^H P``, so
+    their residual is ``||L E^H P_k||_F`` and costs no extra product; once that
+    estimate is below ``rtol``, the right residual is recomputed from ``A^H U_k``
+    (one product with k columns), since the recurrence leaves out rounding errors.  When ``d`` would exceed ``max_basis`` the bases are cut to the
+    leading ``max_basis - block`` Ritz vectors (a thick restart), which keeps both
+    relations.
+    """
+    n = A.shape[-1]
+    batch = A.shape[:-2]
+    norm = torch.linalg.matrix_norm(A)
+    U = A.new_zeros((*batch, A.shape[-2], 0))
+    V = A.new_zeros((*batch, n, 0))
+    B = A.new_zeros((*batch, 0, 0))
+    W = _orth(_randn((*batch, n, block), A, generator))
+    ritz: dict[str, torch.Tensor] = {}
+
+    def step() -> float:
+        nonlocal U, V, B, W
+        U_new, C, R = _extend_basis(U, _times(A, W))
+        zeros = A.new_zeros((*batch, block, B.shape[-1]))
+        B = torch.cat([torch.cat([B, C], dim=-1), torch.cat([zeros, R], dim=-1)], dim=-2)
+        U, V = torch.cat([U, U_new], dim=-1), torch.cat([V, W], dim=-1)
+        P, s, Qh = torch.linalg.svd(B)
+        ritz.update(U=U, V=V, P=P[..., :k], S=s[..., :k], Q=Qh.mH[..., :k])
+        W_next, _, L = _extend_basis(V, _times(A.mH, U_new))
+        residual = torch.linalg.matrix_norm(L @ P[..., -block:, :k])
+        if V.shape[-1] < n:  # else V spans everything, L is rounding noise: exhausted
+            W = W_next
+            if V.shape[-1] + block > max_basis:
+                keep = max_basis - block
+                U, V = U @ P[..., :keep], V @ Qh.mH[..., :keep]
+                B = torch.diag_embed(s[..., :keep].to(A.dtype))
+        estimate = _batch_max(_safe_divide(residual, norm))
+        if estimate > rtol:
+            return estimate
+        # The recurrence leaves out rounding errors: recompute the right residual (the
+        # left one, A V_k - U_k S, vanishes up to rounding because A V = U B was formed
+        # block by block from the products themselves).
+        Uk, Vk = ritz["U"] @ ritz["P"], ritz["V"] @ ritz["Q"]
+        right = _times(A.mH, Uk) - _scale_columns(Vk, ritz["S"])
+        return _batch_max(_safe_divide(torch.linalg.matrix_norm(right), norm))
+
+    def exhausted() -> str | None:
+        return "the Krylov space is the whole space" if V.shape[-1] == n else None
+
+    outcome = iterate(
+        _FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback, exhausted=exhausted
+    )
+    factors = (ritz["U"] @ ritz["P"], ritz["S"], ritz["V"] @ ritz["Q"])
+    return factors, outcome
+
+
 # ----------------------------------------------------------------------------
 # The methods of svd; each returns unsorted factors (U, S, V) and the outcome.
 # ----------------------------------------------------------------------------
@@ -277,6 +401,42 @@ def _solve_subspace(
         A,
         lambda B: _subspace_kernel(
             B, k, block, generator, rtol=rtol, max_iter=max_iter, callback=callback
+        ),
+    )
+
+
+def _solve_lanczos(
+    A: torch.Tensor,
+    k: int,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    opts: dict[str, Any],
+    generator: torch.Generator,
+) -> tuple[Factors, Outcome]:
+    size = min(A.shape[-2:])
+    p = _check_count(_FUNCTION, "options['oversampling']", opts["oversampling"])
+    block = min(k + p, size)
+    # The next block must fit beside the largest basis kept at a restart (k vectors):
+    # when it cannot, one block spanning the whole space makes the first iteration exact.
+    if k + 2 * block > size:
+        block = size
+    largest = size - block if block < size else size
+    if opts["max_basis"] is None:
+        max_basis = min(largest, k + 3 * block)
+    else:
+        max_basis = _check_count(_FUNCTION, "options['max_basis']", opts["max_basis"])
+        if max_basis < min(k + block, size):
+            raise OptionError(
+                _FUNCTION,
+                f"options['max_basis'] >= k + block = {k + block} (block = k + oversampling)",
+                repr(max_basis),
+            )
+        max_basis = min(max_basis, largest)
+    return _tall(
+        A,
+        lambda T: _lanczos_kernel(
+            T, k, block, max_basis, generator, rtol=rtol, max_iter=max_iter, callback=callback
         ),
     )
 
@@ -436,7 +596,7 @@ def svd(
     A: torch.Tensor,
     k: int | None = None,
     *,
-    method: str = "subspace",
+    method: str = "lanczos",
     rtol: float | None = None,
     max_iter: int | None = None,
     callback: Callable[[int, float], object] | None = None,
@@ -478,7 +638,28 @@ def svd(
 
     Methods (``method=``):
 
-    ``"subspace"`` (default)
+    ``"lanczos"`` (default)
+        Block Golub--Kahan--Lanczos bidiagonalization (Golub, Luk and Overton,
+        1981) with full reorthogonalization and thick restarts (Baglama and
+        Reichel, 2005).  From a Gaussian block ``W`` of ``b = min(k + p, m, n)``
+        orthonormal columns it builds orthonormal bases ``U`` of
+        :math:`\operatorname{span}\{AW, AA^HAW, \dots\}` and ``V`` of
+        :math:`\operatorname{span}\{W, A^HAW, \dots\}`, one block of each per
+        iteration (one product with ``A`` and one with ``A^H``, of ``b`` columns),
+        and takes the Rayleigh--Ritz triplets of the small matrix ``U^H A V`` every
+        iteration.  Its residual comes from the recurrence at no extra cost:
+        ``A V - U diag(S)`` vanishes by construction (up to rounding) and the
+        norm of ``A^H U - V diag(S)`` is read off the small matrices; once it is
+        below ``rtol`` it is recomputed from one product with ``k`` columns,
+        which also catches rounding errors.  When the bases would exceed
+        ``max_basis`` columns they are cut back to the leading ``max_basis - b``
+        Ritz vectors.  The Krylov space adapts to the spectrum: far fewer
+        products than subspace iteration when singular values decay slowly or
+        cluster.  If ``k + 2 b > min(m, n)`` the block is the whole space and the
+        first iteration is exact.  Options: ``oversampling`` ``p`` (default 10)
+        and ``max_basis`` (default ``min(k + 3 b, min(m, n) - b)``, at least
+        ``k + b``).
+    ``"subspace"``
         Block subspace iteration on ``l = min(k + p, m, n)`` orthonormal columns
         with a Rayleigh--Ritz step every iteration (a small SVD of ``U^H A V``).
         Each iteration costs one product with ``A^H`` and one with ``A`` (plus one
@@ -531,13 +712,16 @@ def svd(
     True, when ``r_i`` is NaN or infinite, or after ``max_iter`` iterations
     (these three with ``converged=False``).  ``history`` records every ``r_i``.
 
-    * For ``"subspace"``, ``"randomized"`` and ``"riemannian"``, ``r_i`` is the
-      relative residual of the returned triplets
+    * For ``"lanczos"``, ``"subspace"``, ``"randomized"`` and ``"riemannian"``,
+      ``r_i`` is the relative residual of the returned triplets
 
       .. math:: r = \max_{\text{batch}} \frac{\max(\|A V - U \operatorname{diag}(S)\|_F,
                 \|A^H U - V \operatorname{diag}(S)\|_F)}{\|A\|_F}
 
-      (0 for a zero matrix), computed from the products the iteration forms anyway.
+      (0 for a zero matrix), computed from the products the iteration forms anyway
+      (for ``"lanczos"``, from its recurrence until the final check described above).
+      ``"lanczos"`` also stops, with ``converged=False``, when its space is the
+      whole space and ``rtol`` is still not met (``rtol`` below rounding level).
     * For ``"penalty"``, ``"sgd"``, ``"adam"`` and ``"lbfgs"``, ``r_i`` is the loss
       itself (the largest over the batch), as in the original plots, and the
       iteration stops when ``r_i <= rtol**2 * mean(|A|**2)`` (the smallest
@@ -553,7 +737,7 @@ def svd(
     k : int, optional
         Number of singular triplets, ``1 <= k <= min(m, n)``.  Default ``min(m, n)``.
     method : str, optional
-        One of ``"subspace"`` (default), ``"riemannian"``, ``"randomized"``,
+        One of ``"lanczos"`` (default), ``"subspace"``, ``"riemannian"``, ``"randomized"``,
         ``"penalty"``, ``"sgd"``, ``"adam"``, ``"lbfgs"``.
     rtol : float, optional
         Tolerance of the stopping rule.  Default ``default_rtol(A.dtype)``, 100
@@ -640,12 +824,14 @@ def svd(
             )
     else:
         defaults: dict[str, dict[str, Any]] = {
+            "lanczos": {"oversampling": 10, "max_basis": None},
             "subspace": {"oversampling": k + 40},
             "randomized": {"oversampling": 10},
             "riemannian": {"step": None},
         }
         opts = _options(_FUNCTION, method, options, defaults[method])
-        solver = _solve_riemannian if method == "riemannian" else _solve_subspace
+        solvers = {"lanczos": _solve_lanczos, "riemannian": _solve_riemannian}
+        solver = solvers.get(method, _solve_subspace)
         with torch.no_grad():
             (U, S, V), outcome = solver(A, k, rtol, max_iter, callback, opts, generator)
     U, S, Vh = _canonical(U, S, V)

@@ -15,7 +15,7 @@ from gdla.metrics import orthogonality_error, reconstruction_error, subspace_ang
 
 F64, F32, C64, C128 = torch.float64, torch.float32, torch.complex64, torch.complex128
 DTYPES = [F32, F64, C64, C128]
-ITERATIVE = ["subspace", "randomized", "riemannian"]
+ITERATIVE = ["lanczos", "subspace", "randomized", "riemannian"]
 
 
 def oracle(A: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,7 +58,7 @@ def assert_sign_convention(U: torch.Tensor) -> None:
 def test_default_method_solves_the_original_matrices(name: str) -> None:
     A = original_svd_matrices(F64)[name]
     result = svd(A)
-    assert result.method == "subspace"
+    assert result.method == "lanczos"
     assert result.converged, result.message
     assert result.nit <= 1000
     assert result.history[-1] <= default_rtol(F64)
@@ -134,11 +134,49 @@ def test_riemannian_step_size_is_derived_from_the_matrix() -> None:
 def test_subspace_iteration_converges_linearly_at_the_predicted_rate() -> None:
     # Residual ratio per iteration ~ (sigma_{l+1} / sigma_k)^2 = (0.9**3)**2 for l = k + 2.
     A = decaying_spectrum(300, 200, rate=0.9, seed=5)
-    result = svd(A, 3, options={"oversampling": 2}, rtol=1e-10)
+    result = svd(A, 3, method="subspace", options={"oversampling": 2}, rtol=1e-10)
     assert result.converged, result.message
     h = result.history
     ratio = (h[-1] / h[-4]) ** (1 / 3)
     assert ratio == pytest.approx(0.9**6, rel=1e-3)
+
+
+def test_lanczos_needs_fewer_products_than_subspace_iteration() -> None:
+    # Same block, same tolerance: each method makes two block products per iteration,
+    # but Lanczos keeps every block (a Krylov space) where subspace iteration keeps one.
+    A = decaying_spectrum(400, 300, rate=0.97, seed=6)
+    options = {"oversampling": 10}
+    krylov = svd(A, 5, options=options, rtol=1e-10)
+    power = svd(A, 5, method="subspace", options=options, rtol=1e-10)
+    assert krylov.converged and power.converged
+    assert 2 * krylov.nit < power.nit
+    assert torch.allclose(krylov.S, power.S, rtol=1e-10)
+
+
+def test_lanczos_restarts_keep_the_residual_honest() -> None:
+    # A small max_basis forces a thick restart at every iteration after the second.
+    A = decaying_spectrum(200, 150, rate=0.98, seed=7)
+    result = svd(A, 4, options={"oversampling": 4, "max_basis": 20}, rtol=1e-11, max_iter=5000)
+    assert result.converged, result.message
+    assert result.nit > 10
+    assert float(residuals(A, result.U, result.S, result.Vh)) <= 2e-11
+    assert float(orthogonality_error(result.U)) < 1e-12
+    assert float(orthogonality_error(result.Vh.mH)) < 1e-12
+    assert torch.allclose(result.S, torch.linalg.svdvals(A)[:4], rtol=1e-10)
+
+
+def test_lanczos_stops_when_its_space_is_the_whole_space() -> None:
+    A = original_svd_matrices(F64)["M2"]
+    result = svd(A, rtol=1e-300)
+    assert not result.converged and result.nit == 1
+    assert "whole space" in result.message
+    assert result.history[0] < 1e-14  # rounding level: nothing left to gain
+
+
+def test_lanczos_rejects_a_basis_too_small_for_a_restart() -> None:
+    A = decaying_spectrum(200, 150, rate=0.9, seed=7)
+    with pytest.raises(gdla.OptionError, match="max_basis"):
+        svd(A, 4, options={"oversampling": 4, "max_basis": 11})
 
 
 # --- the original formulation and its failures -----------------------------------------------
