@@ -146,7 +146,7 @@ def _svd_lowrank_tuned(A: torch.Tensor, k: int, target: float) -> tuple[int, int
             U, S, V = torch.svd_lowrank(A, q=q, niter=niter)
             torch.random.set_rng_state(state)
             if _residual(A, U[:, :k], S[:k], V[:, :k]) <= target:
-                seconds = best_time(lambda: torch.svd_lowrank(A, q=q, niter=niter), repeats=2)
+                seconds = best_time(partial(torch.svd_lowrank, A, q=q, niter=niter), repeats=2)
                 best = min(best, (q, niter, seconds), key=lambda entry: entry[2])
                 break
     return best
@@ -159,7 +159,7 @@ def _topk_svd_rows(m: int, n: int, k: int = 10) -> list[Row]:
     for rtol in (None, 1e-8):
         result = svd(A, k, rtol=rtol)
         error = _residual(A, result.U, result.S, result.Vh.mH)
-        seconds = best_time(lambda: svd(A, k, rtol=rtol), repeats=3)
+        seconds = best_time(partial(svd, A, k, rtol=rtol), repeats=3)
         target = default_rtol(A.dtype) if rtol is None else rtol
         q, niter, lowrank = _svd_lowrank_tuned(A, k, target)
         task = f"top-{k} svd, {m}x{n}, residual <= {target:.1e}"

@@ -280,7 +280,9 @@ def _project_out(Q: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.
     return W - _times(Q, C2), C + C2
 
 
-def _extend_basis(Q: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _extend_basis(
+    Q: torch.Tensor, W: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Orthonormal columns ``N`` orthogonal to ``Q`` with ``W = Q C + N R``; returns (N, C, R).
 
     When ``W`` lies numerically in the span of ``Q`` (an invariant subspace has been
@@ -310,20 +312,21 @@ def _lanczos_kernel(
     """Block Golub--Kahan--Lanczos bidiagonalization with thick restarts, top ``k`` triplets.
 
     ``A`` has shape (*, m, n) with ``m >= n``, ``k <= block <= n``, and either
-    ``block == n`` (one exact iteration) or ``k + block <= max_basis <= n - block``.  The bases ``U`` (m x d) and
-    ``V`` (n x d) are orthonormal, with ``A V = U B`` for the small ``B = U^H A V``
-    and ``A^H U = V B^H + W L E^H``, where ``W`` (n x block) is the next block of
-    ``V`` and ``E`` selects the newest block of ``U``.  Iteration i (1) forms
-    ``A W`` and appends its part orthogonal to ``U`` to ``U`` (and ``W`` to ``V``),
-    (2) takes the SVD ``B = P diag(s) Q^H``, the Rayleigh--Ritz step giving the
-    triplets ``(U P, s, V Q)``, (3) forms ``A^H`` times the newest block of ``U``,
-    whose part orthogonal to ``V`` is the next ``W L``.  The Ritz triplets satisfy
-    ``A V Q = U P diag(s)`` exactly and ``A^H U P - V Q diag(s) = W L E^H P``, so
-    their residual is ``||L E^H P_k||_F`` and costs no extra product; once that
-    estimate is below ``rtol``, the right residual is recomputed from ``A^H U_k``
-    (one product with k columns), since the recurrence leaves out rounding errors.  When ``d`` would exceed ``max_basis`` the bases are cut to the
-    leading ``max_basis - block`` Ritz vectors (a thick restart), which keeps both
-    relations.
+    ``block == n`` (one exact iteration) or ``k + block <= max_basis <= n - block``.
+    The bases ``U`` (m x d) and ``V`` (n x d) are orthonormal, with ``A V = U B``
+    for the small ``B = U^H A V`` and ``A^H U = V B^H + W L E^H``, where ``W``
+    (n x block) is the next block of ``V`` and ``E`` selects the newest block of
+    ``U``.  Iteration i (1) forms ``A W`` and appends its part orthogonal to ``U``
+    to ``U`` (and ``W`` to ``V``), (2) takes the SVD ``B = P diag(s) Q^H``, the
+    Rayleigh--Ritz step giving the triplets ``(U P, s, V Q)``, (3) forms ``A^H``
+    times the newest block of ``U``, whose part orthogonal to ``V`` is the next
+    ``W L``.  The Ritz triplets satisfy ``A V Q = U P diag(s)`` exactly and
+    ``A^H U P - V Q diag(s) = W L E^H P``, so their residual is ``||L E^H P_k||_F``
+    and costs no extra product; once that estimate is below ``rtol``, the right
+    residual is recomputed from ``A^H U_k`` (one product with k columns), since
+    the recurrence leaves out rounding errors.  When ``d`` would exceed
+    ``max_basis`` the bases are cut to the leading ``max_basis - block`` Ritz
+    vectors (a thick restart), which keeps both relations.
     """
     n = A.shape[-1]
     batch = A.shape[:-2]

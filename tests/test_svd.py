@@ -270,7 +270,7 @@ def problems(draw: st.DrawFn) -> tuple[torch.Tensor, int]:
 
 @settings(max_examples=20, deadline=None)
 @given(problems())
-def test_subspace_properties(problem: tuple[torch.Tensor, int]) -> None:
+def test_default_method_properties(problem: tuple[torch.Tensor, int]) -> None:
     A, k = problem
     result = svd(A, k)
     tol = tolerance(A.dtype)
