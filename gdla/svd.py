@@ -21,6 +21,10 @@ the original blog series' formulation, so that the book can compare them:
 ``"riemannian"``
     Riemannian gradient ascent on two Stiefel manifolds with a step size derived
     from the problem.
+``"orthogonal"``
+    The Riemannian method's objective, minimised by a :mod:`torch.optim`
+    optimiser, with ``U`` and ``V`` kept orthonormal by
+    :func:`torch.nn.utils.parametrizations.orthogonal`.
 ``"penalty"``
     The original series' formulation: ``A ~ U diag(s**2) V^H`` with soft
     orthogonality penalties, trained by a hand-written heavy-ball loop.
@@ -36,11 +40,12 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch.nn.utils import parametrizations
 
-from ._iterate import Outcome, default_rtol, iterate, torch_optimizer_step
+from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate, torch_optimizer_step
 from ._result import SVDResult
 from ._validation import OptionError, check_matrix, check_option, check_positive
 
@@ -53,6 +58,7 @@ METHODS = (
     "lanczos",
     "subspace",
     "riemannian",
+    "orthogonal",
     "randomized",
     "penalty",
     "sgd",
@@ -66,6 +72,7 @@ _MAX_ITER = {
     "subspace": 1000,
     "randomized": 3,
     "riemannian": 20_000,
+    "orthogonal": 5_000,
     "penalty": 20_000,
     "sgd": 20_000,
     "adam": 20_000,
@@ -454,6 +461,27 @@ def _norm2_estimate(A: torch.Tensor, generator: torch.Generator, steps: int = 20
     return torch.linalg.matrix_norm(A @ x)
 
 
+def _trace_start(
+    A: torch.Tensor, k: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Orthonormal Gaussian starts ``U`` (*, m, k), ``V`` (*, n, k) and the weights
+    ``N = diag(k, k-1, ..., 1) / k`` (as a vector) of the trace objective."""
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+    U = _qf(_randn((*batch, m, k), A, generator))
+    V = _qf(_randn((*batch, n, k), A, generator))
+    weights = (k - torch.arange(k, dtype=A.real.dtype, device=A.device)) / k
+    return U, V, weights
+
+
+def _positive_phase(U: torch.Tensor, d: torch.Tensor, V: torch.Tensor) -> Factors:
+    """``(U, |d|, V)`` with ``v_j`` rotated by the phase of ``d_j = u_j^H A v_j``, so that
+    the singular value estimates ``|d|`` are real and non-negative."""
+    phase = torch.sgn(d)
+    phase = torch.where(phase == 0, torch.ones_like(phase), phase)
+    return U, d.abs(), V * phase.conj().unsqueeze(-2)
+
+
 def _solve_riemannian(
     A: torch.Tensor,
     k: int,
@@ -463,12 +491,8 @@ def _solve_riemannian(
     opts: dict[str, Any],
     generator: torch.Generator,
 ) -> tuple[Factors, Outcome]:
-    m, n = A.shape[-2:]
-    batch = A.shape[:-2]
     real = A.real.dtype
-    U = _qf(_randn((*batch, m, k), A, generator))
-    V = _qf(_randn((*batch, n, k), A, generator))
-    weights = (k - torch.arange(k, dtype=real, device=A.device)) / k
+    U, V, weights = _trace_start(A, k, generator)
     if opts["step"] is None:
         sigma = _norm2_estimate(A, generator)
         positive = sigma > 0
@@ -495,10 +519,61 @@ def _solve_riemannian(
         return _batch_max(_svd_residual(AV, AhU, U, d, V, norm))
 
     outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
-    # u_j^H A v_j = d_j: rotate v_j by the phase of d_j so that S = |d| is real, non-negative.
-    phase = torch.sgn(d)
-    phase = torch.where(phase == 0, torch.ones_like(phase), phase)
-    return (U, d.abs(), V * phase.conj().unsqueeze(-2)), outcome
+    return _positive_phase(U, d, V), outcome
+
+
+def _solve_orthogonal(
+    A: torch.Tensor,
+    k: int,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: object,
+    generator: torch.Generator,
+) -> tuple[Factors, Outcome]:
+    given = _as_dict(_FUNCTION, options)
+    optimizer = given.pop("optimizer", "sgd")
+    check_option(_FUNCTION, "options['optimizer']", optimizer, TORCH_OPTIMIZERS)
+    defaults: dict[str, dict[str, object]] = {
+        "sgd": {"lr": 0.5, "momentum": 0.9},
+        "adam": {},
+        "lbfgs": dict(_LBFGS_DEFAULTS),
+    }
+    U0, V0, weights = _trace_start(A, k, generator)
+    sigma = _norm2_estimate(A, generator)
+    scale = torch.where(sigma > 0, 1 / torch.where(sigma > 0, sigma, 1), 1)
+    holder = torch.nn.Module()
+    holder.U = torch.nn.Parameter(U0)
+    holder.V = torch.nn.Parameter(V0)
+    parametrizations.orthogonal(holder, "U")
+    parametrizations.orthogonal(holder, "V")
+    params = list(holder.parameters())
+    for p in params:  # stored transposed; torch's LBFGS needs contiguous gradients
+        p.data = p.data.contiguous()
+    norm = torch.linalg.matrix_norm(A)
+    latest: dict[str, torch.Tensor] = {}
+
+    def factors() -> tuple[torch.Tensor, torch.Tensor]:
+        # Each access maps the free parameters to orthonormal U and V anew.
+        return cast(torch.Tensor, holder.U), cast(torch.Tensor, holder.V)
+
+    def loss() -> torch.Tensor:
+        U, V = factors()
+        d = (U.conj() * (A @ V)).sum(dim=-2).real
+        return -((d * weights).sum(dim=-1) * scale).sum()
+
+    def residual() -> float:
+        U, V = factors()
+        AV, AhU = A @ V, A.mH @ U
+        d = (U.conj() * AV).sum(dim=-2)
+        latest.update(U=U, V=V, d=d)
+        return _batch_max(_svd_residual(AV, AhU, U, d, V, norm))
+
+    step = torch_optimizer_step(
+        _FUNCTION, loss, residual, params, optimizer, {**defaults[optimizer], **given}
+    )
+    outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return _positive_phase(latest["U"], latest["d"], latest["V"]), outcome
 
 
 def _penalty_start(A: torch.Tensor, k: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -691,6 +766,21 @@ def svd(
         smallest gap :math:`\sigma_j - \sigma_{j+1}` (j <= k) relative to
         :math:`\|A\|_2`: slow for clustered singular values.  Options: ``step``
         (overrides the step size).  ``S`` is :math:`|u_j^H A v_j|`.
+    ``"orthogonal"``
+        The objective of ``"riemannian"``, scaled by the same estimate of
+        :math:`\|A\|_2` and negated, minimised by a :mod:`torch.optim`
+        optimiser over ``U`` and ``V`` parametrised by
+        :func:`torch.nn.utils.parametrizations.orthogonal`, so that they are
+        orthonormal at every step whatever the optimiser does: the penalty
+        method's loss of orthogonality cannot happen.  ``options``:
+        ``optimizer`` (``"sgd"``, the default, with ``lr`` 0.5 and ``momentum``
+        0.9; ``"adam"``; or ``"lbfgs"``, up to 20 LBFGS iterations per
+        iteration), the other keys passed to the optimiser.  Default
+        ``max_iter`` 5,000.  Each iteration recomputes the orthogonal maps and
+        their gradients: meant for small matrices.  LBFGS's line search compares
+        loss values, which determine the singular vectors only to about the
+        square root of the machine epsilon: its residual stalls there (its
+        singular values, quadratic in the vectors' error, are accurate).
     ``"penalty"``
         The original blog series' formulation: ``U`` (m x k), ``s`` (k), ``V``
         (n x k) drawn by ``torch.rand`` in that order, ``A ~ U diag(s**2) V^H``,
@@ -715,14 +805,15 @@ def svd(
     True, when ``r_i`` is NaN or infinite, or after ``max_iter`` iterations
     (these three with ``converged=False``).  ``history`` records every ``r_i``.
 
-    * For ``"lanczos"``, ``"subspace"``, ``"randomized"`` and ``"riemannian"``,
-      ``r_i`` is the relative residual of the returned triplets
+    * For ``"lanczos"``, ``"subspace"``, ``"randomized"``, ``"riemannian"`` and
+      ``"orthogonal"``, ``r_i`` is the relative residual of the returned triplets
 
       .. math:: r = \max_{\text{batch}} \frac{\max(\|A V - U \operatorname{diag}(S)\|_F,
                 \|A^H U - V \operatorname{diag}(S)\|_F)}{\|A\|_F}
 
       (0 for a zero matrix), computed from the products the iteration forms anyway
-      (for ``"lanczos"``, from its recurrence until the final check described above).
+      (for ``"lanczos"``, from its recurrence until the final check described above;
+      for ``"orthogonal"``, from two more products after each optimiser step).
       ``"lanczos"`` also stops, with ``converged=False``, when its space is the
       whole space and ``rtol`` is still not met (``rtol`` below rounding level).
     * For ``"penalty"``, ``"sgd"``, ``"adam"`` and ``"lbfgs"``, ``r_i`` is the loss
@@ -740,8 +831,9 @@ def svd(
     k : int, optional
         Number of singular triplets, ``1 <= k <= min(m, n)``.  Default ``min(m, n)``.
     method : str, optional
-        One of ``"lanczos"`` (default), ``"subspace"``, ``"riemannian"``, ``"randomized"``,
-        ``"penalty"``, ``"sgd"``, ``"adam"``, ``"lbfgs"``.
+        One of ``"lanczos"`` (default), ``"subspace"``, ``"riemannian"``,
+        ``"orthogonal"``, ``"randomized"``, ``"penalty"``, ``"sgd"``, ``"adam"``,
+        ``"lbfgs"``.
     rtol : float, optional
         Tolerance of the stopping rule.  Default ``default_rtol(A.dtype)``, 100
         machine epsilons (2.2e-14 in double, 1.2e-5 in float).
@@ -820,7 +912,12 @@ def svd(
             Vh=Vh,
         )
 
-    if method in ("penalty", "sgd", "adam", "lbfgs"):
+    if method == "orthogonal":
+        with torch.enable_grad():
+            (U, S, V), outcome = _solve_orthogonal(
+                A, k, rtol, max_iter, callback, options, generator
+            )
+    elif method in ("penalty", "sgd", "adam", "lbfgs"):
         with torch.enable_grad():
             (U, S, V), outcome = _solve_penalty_family(
                 method, A, k, rtol, max_iter, callback, options, generator

@@ -179,6 +179,46 @@ def test_lanczos_rejects_a_basis_too_small_for_a_restart() -> None:
         svd(A, 4, options={"oversampling": 4, "max_basis": 11})
 
 
+# --- torch.optim on orthonormal parametrisations --------------------------------------------
+
+
+def test_orthogonal_parametrisation_converges_with_sgd() -> None:
+    A = with_singular_values(torch.tensor([4.0, 3.0, 2.0, 1.0]), 6, 4, seed=3)
+    result = svd(A, 2, method="orthogonal", rtol=1e-11)
+    assert result.converged, result.message
+    U, S, Vh = oracle(A, 2)
+    assert torch.allclose(result.S, S, atol=1e-12)
+    assert torch.allclose(result.U, U, atol=1e-9)
+    assert torch.allclose(result.Vh, Vh, atol=1e-9)
+    assert float(orthogonality_error(result.U)) < 1e-12
+
+
+def test_orthogonal_parametrisation_handles_batches_and_complex_input() -> None:
+    s = torch.tensor([[3.0, 2.0, 1.0], [5.0, 2.5, 1.0]])
+    A = with_singular_values(s, 5, 3, seed=8, dtype=C128)
+    result = svd(A, 2, method="orthogonal", rtol=1e-10, options={"optimizer": "adam", "lr": 0.05})
+    assert result.converged, result.message
+    assert result.U.shape == (2, 5, 2) and result.U.dtype == C128
+    assert torch.allclose(result.S, s[:, :2].to(F64), atol=1e-10)
+    assert float(residuals(A, result.U, result.S, result.Vh).max()) <= 2e-10
+
+
+def test_orthogonal_lbfgs_finds_singular_values_but_its_vectors_stall_near_sqrt_eps() -> None:
+    A = original_svd_matrices(F64)["M2"]
+    result = svd(A, method="orthogonal", options={"optimizer": "lbfgs"}, max_iter=30)
+    assert float((result.S - torch.linalg.svdvals(A)).abs().max()) < 1e-12
+    assert not result.converged
+    assert 1e-11 < result.history[-1] < 1e-6  # vectors: about sqrt(eps) = 1.5e-8
+
+
+def test_orthogonal_rejects_unknown_optimizers_and_options() -> None:
+    A = with_singular_values(torch.tensor([2.0, 1.0]), 3, 2, seed=1)
+    with pytest.raises(gdla.OptionError, match="optimizer"):
+        svd(A, method="orthogonal", options={"optimizer": "rmsprop"})
+    with pytest.raises(gdla.OptionError, match="torch.optim"):
+        svd(A, method="orthogonal", options={"lr": -1.0})
+
+
 # --- the original formulation and its failures -----------------------------------------------
 
 
