@@ -20,6 +20,7 @@ import torch
 
 from ._iterate import Outcome, default_rtol, iterate, torch_optimizer_step
 from ._result import CompletionResult
+from ._scaling import divide, power_of_two_scale
 from ._validation import (
     DtypeError,
     OptionError,
@@ -69,8 +70,9 @@ class _Problem:
     """
 
     def __init__(self, M: torch.Tensor, W: torch.Tensor, reg: float) -> None:
-        norm = torch.linalg.matrix_norm(M)
-        self.scale = torch.where(norm > 0, norm, torch.ones_like(norm))
+        power = power_of_two_scale(M)  # 1 unless squares of M's entries would overflow
+        norm = torch.linalg.matrix_norm(divide(M, power))
+        self.scale = power * torch.where(norm > 0, norm, torch.ones_like(norm))
         self.M = M / self.scale[..., None, None]
         self.observed_norm = torch.linalg.matrix_norm(self.M)  # 1, or 0 for a zero P_Omega(M)
         self.W = W

@@ -20,6 +20,7 @@ from ._descent import (
 )
 from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate
 from ._result import InverseResult
+from ._scaling import divide, power_of_two_scale
 from ._validation import OptionError, check_matrix, check_option, check_positive
 
 __all__ = ["inverse"]
@@ -343,8 +344,10 @@ def inverse(
             history=[],
             X=torch.empty_like(A),
         )
+    scale = power_of_two_scale(A)  # 1 unless squares of A's entries would overflow
     with torch.no_grad():
-        X, outcome = _METHODS[method](A, rtol, max_iter, callback, options)
+        X, outcome = _METHODS[method](divide(A, scale), rtol, max_iter, callback, options)
+    X = divide(X, scale)
     converged, message = outcome.converged, outcome.message
     # ‖A‖_F ‖X‖_F, computed as ‖A/c‖_F ‖cX‖_F with c = max |a_ij| so that it cannot overflow
     c = _max_abs(A)

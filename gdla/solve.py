@@ -20,6 +20,7 @@ from ._descent import (
 )
 from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate
 from ._result import SolveResult
+from ._scaling import divide, power_of_two_scale
 from ._validation import ShapeError, check_matrix, check_option, check_positive
 
 __all__ = ["solve"]
@@ -285,8 +286,13 @@ def solve(
             history=[],
             x=X.squeeze(-1) if vector else X,
         )
+    # Unless squares of their entries would overflow, both scales are 1.
+    scale_A, scale_B = power_of_two_scale(A), power_of_two_scale(B)
     with torch.no_grad():
-        X, outcome = _METHODS[method](A, B, rtol, max_iter, callback, options)
+        Y, outcome = _METHODS[method](
+            divide(A, scale_A), divide(B, scale_B), rtol, max_iter, callback, options
+        )
+    X = divide(Y, scale_A / scale_B)
     message = outcome.message
     if not outcome.converged:
         message += (

@@ -47,6 +47,7 @@ from torch.nn.utils import parametrizations
 
 from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate, torch_optimizer_step
 from ._result import SVDResult
+from ._scaling import divide, power_of_two_scale
 from ._validation import OptionError, check_matrix, check_option, check_positive
 
 __all__ = ["svd", "METHODS"]
@@ -292,14 +293,16 @@ def _extend_basis(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Orthonormal columns ``N`` orthogonal to ``Q`` with ``W = Q C + N R``; returns (N, C, R).
 
-    When ``W`` lies numerically in the span of ``Q`` (an invariant subspace has been
-    found), the Q factor of its rounding noise is not orthogonal to ``Q``: it is then
-    projected and factored once more, which keeps the basis orthonormal.
+    When the projected ``W`` is nearly rank deficient (it lies almost in the span of
+    ``Q``: an invariant subspace has been found, or the bases fill the space), its
+    QR decomposition magnifies the rounding errors of the projection, and ``N`` is
+    no longer orthogonal to ``Q`` to working accuracy: it is then projected and
+    factored once more, which keeps the bases orthonormal.
     """
     W, C = _project_out(Q, W)
     N, R = torch.linalg.qr(W)
     leak = Q.mH @ N
-    if _batch_max(leak.abs()) > torch.finfo(W.dtype).eps ** 0.5:
+    if _batch_max(leak.abs()) > 100 * torch.finfo(W.dtype).eps:
         N, R_again = torch.linalg.qr(N - Q @ leak)
         R = R_again @ R
     return N, C, R
@@ -912,15 +915,17 @@ def svd(
             Vh=Vh,
         )
 
-    if method == "orthogonal":
-        with torch.enable_grad():
-            (U, S, V), outcome = _solve_orthogonal(
-                A, k, rtol, max_iter, callback, options, generator
-            )
-    elif method in ("penalty", "sgd", "adam", "lbfgs"):
+    scale = power_of_two_scale(A)  # 1 unless squares of A's entries would overflow
+    A = divide(A, scale)
+    if method in ("penalty", "sgd", "adam", "lbfgs"):
         with torch.enable_grad():
             (U, S, V), outcome = _solve_penalty_family(
                 method, A, k, rtol, max_iter, callback, options, generator
+            )
+    elif method == "orthogonal":
+        with torch.enable_grad():
+            (U, S, V), outcome = _solve_orthogonal(
+                A, k, rtol, max_iter, callback, options, generator
             )
     else:
         defaults: dict[str, dict[str, Any]] = {
@@ -934,7 +939,7 @@ def svd(
         solver = solvers.get(method, _solve_subspace)
         with torch.no_grad():
             (U, S, V), outcome = solver(A, k, rtol, max_iter, callback, opts, generator)
-    U, S, Vh = _canonical(U, S, V)
+    U, S, Vh = _canonical(U, S * scale[..., None], V)
     return SVDResult(
         method=method,
         nit=outcome.nit,
