@@ -257,6 +257,9 @@ def complete(
     The result stays on A's device and dtype.  Random starts come from a private
     :class:`torch.Generator` seeded by ``seed``; the global random state is neither
     used nor changed.
+    Inputs whose squared entries would overflow or underflow are divided by a
+    power of two before iterating (exactly, as LAPACK's drivers do) and the result
+    is scaled back.
 
     Every method works on the normalised problem :math:`M / s`,
     :math:`s = \|P_\Omega(M)\|_F`, and scales back at the end (``L`` and ``R`` by

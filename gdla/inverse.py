@@ -228,6 +228,9 @@ def inverse(
     Supports input of float, double, cfloat and cdouble dtypes. Also supports batches of
     matrices, and if A is a batch of matrices then the output has the same batch dimensions.
     The result stays on A's device and dtype.
+    Inputs whose squared entries would overflow or underflow are divided by a
+    power of two before iterating (exactly, as LAPACK's drivers do) and the result
+    is scaled back.
 
     Methods:
 

@@ -167,6 +167,9 @@ def solve(
     Supports input of float, double, cfloat and cdouble dtypes. Also supports batches of
     matrices, and if A is a batch of matrices then the output has the same batch dimensions.
     The result stays on A's device and dtype.
+    Inputs whose squared entries would overflow or underflow are divided by a
+    power of two before iterating (exactly, as LAPACK's drivers do) and the result
+    is scaled back.
 
     As in :func:`torch.linalg.solve`, ``b`` is a (batch of) vector(s) when
     ``b.ndim == 1`` or ``b.shape == A.shape[:-1]``, and a (batch of) matrices of k

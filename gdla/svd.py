@@ -708,6 +708,9 @@ def svd(
     matching ``A``'s (float for cfloat, double for cdouble).  Random starts come
     from a private :class:`torch.Generator` seeded by ``seed``, on A's device; the
     global random state is neither used nor changed.
+    Inputs whose squared entries would overflow or underflow are divided by a
+    power of two before iterating (exactly, as LAPACK's drivers do) and the result
+    is scaled back.
 
     Sign convention: singular vectors are unique only up to a phase (a sign in the
     real case).  Every method returns them normalised so that, in each column of
