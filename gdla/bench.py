@@ -40,7 +40,7 @@ from .plotting import markdown_table
 from .solve import solve
 from .svd import svd
 
-__all__ = ["Row", "run", "format_table", "main"]
+__all__ = ["Row", "run", "topk_svd_rows", "format_table", "main"]
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,13 @@ def _svd_lowrank_tuned(A: torch.Tensor, k: int, target: float) -> tuple[int, int
     return best
 
 
-def _topk_svd_rows(m: int, n: int, k: int = 10) -> list[Row]:
+def topk_svd_rows(m: int = 4000, n: int = 2000, k: int = 10) -> list[Row]:
+    """The rows of the top-``k`` SVD goals for an ``m x n`` matrix with singular values 0.9**j.
+
+    ``gdla.svd`` at its default tolerance and at ``rtol=1e-8``, against
+    ``torch.linalg.svd`` and against the fastest ``torch.svd_lowrank`` (over its block
+    size ``q`` and power iterations ``niter``) whose triplets meet the same residual.
+    """
     A = matrices.decaying_spectrum(m, n, rate=0.9, seed=0)
     full = best_time(lambda: torch.linalg.svd(A, full_matrices=False), repeats=1)
     rows = []
@@ -215,22 +221,24 @@ def _batched_inverse_row(count: int) -> Row:
     )
 
 
-def _solve_row(n: int) -> Row:
-    A = matrices.with_condition_number(n, 1e3, seed=1)
+def _solve_rows(n: int) -> list[Row]:
+    """A general matrix (CGLS) and a Hermitian positive definite one (CG), both cond 1e3."""
+    general = matrices.with_condition_number(n, 1e3, seed=1)
+    Q = matrices.random_orthonormal(n, n, seed=1)
+    definite = (Q * torch.logspace(0, -3, n, dtype=torch.float64)) @ Q.mT
     b = torch.ones(n, dtype=torch.float64)
-    result = solve(A, b)
-    error = float(relative_residual(A, result.x.unsqueeze(-1), b.unsqueeze(-1)))
-    return Row(
-        f"solve, {n}x{n}, cond 1e3",
-        result.method,
-        result.nit,
-        error,
-        best_time(lambda: solve(A, b), repeats=2),
-        "torch.linalg.solve",
-        best_time(lambda: torch.linalg.solve(A, b)),
-        "backward error < 1e-12",
-        error < 1e-12,
-    )
+    rows = []
+    for label, A in ((f"solve, {n}x{n}, cond 1e3", general),
+                     (f"solve, {n}x{n} s.p.d., cond 1e3", definite)):  # fmt: skip
+        result = solve(A, b)
+        error = float(relative_residual(A, result.x.unsqueeze(-1), b.unsqueeze(-1)))
+        rows.append(
+            Row(label, result.method, result.nit, error,
+                best_time(partial(solve, A, b), repeats=2), "torch.linalg.solve",
+                best_time(partial(torch.linalg.solve, A, b)), "backward error < 1e-12",
+                result.converged and error < 1e-12)
+        )  # fmt: skip
+    return rows
 
 
 def _completion_row(m: int, n: int, rank: int) -> Row:
@@ -264,12 +272,12 @@ def run(*, quick: bool = False) -> list[Row]:
     torch.manual_seed(0)
     rows = _original_inverse_rows() + _original_svd_rows()
     if quick:
-        rows += _topk_svd_rows(1000, 500)
-        rows += [_large_inverse_row(256), _batched_inverse_row(1000), _solve_row(256)]
+        rows += topk_svd_rows(1000, 500)
+        rows += [_large_inverse_row(256), _batched_inverse_row(1000), *_solve_rows(256)]
         rows += [_completion_row(100, 80, 3)]
     else:
-        rows += _topk_svd_rows(4000, 2000)
-        rows += [_large_inverse_row(1024), _batched_inverse_row(10_000), _solve_row(1024)]
+        rows += topk_svd_rows(4000, 2000)
+        rows += [_large_inverse_row(1024), _batched_inverse_row(10_000), *_solve_rows(1024)]
         rows += [_completion_row(400, 300, 5)]
     return rows
 

@@ -51,13 +51,72 @@ class _BackwardError:
         return float(torch.where(scale > 0, error, torch.zeros_like(error)).amax())
 
 
-def _cg(
+class _NotPositiveDefiniteError(Exception):
+    """Raised inside CG's iteration when a direction p has p^H A p <= 0."""
+
+
+def _is_hermitian(A: torch.Tensor) -> bool:
+    """Whether every matrix of the batch is Hermitian to 100 eps relative (Frobenius)."""
+    asymmetry = torch.linalg.matrix_norm(A - A.mH)
+    return bool((asymmetry <= 100 * torch.finfo(A.dtype).eps * torch.linalg.matrix_norm(A)).all())
+
+
+def _monitor(
+    measure: _BackwardError, rtol: float, A: torch.Tensor, B: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """The backward error from the recurrence residual ``R``, and from ``B - A X`` once that
+    meets ``rtol`` (rounding makes the recurrence drift from the true residual)."""
+
+    def monitor(X: torch.Tensor, R: torch.Tensor) -> float:
+        estimate = measure(X, R)
+        return estimate if estimate > rtol else measure(X, B - A @ X)
+
+    return monitor
+
+
+def _cg_hermitian(
     A: torch.Tensor,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
     callback: Callback | None,
-    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, Outcome]:
+    """Conjugate gradients on ``A x = b`` itself, for Hermitian positive definite ``A``.
+
+    One matrix-vector product per iteration.  Raises :class:`_NotPositiveDefiniteError`
+    as soon as a search direction shows that ``A`` is not positive definite.
+    """
+    monitor = _monitor(_BackwardError(A, B), rtol, A, B)
+    X = torch.zeros_like(B)
+    R = B.clone()
+    P = R.clone()
+    rho = torch.linalg.vector_norm(R, dim=-2, keepdim=True).square()  # (*, 1, k)
+    zero = torch.zeros_like(rho)
+
+    def step() -> float:
+        nonlocal X, R, P, rho
+        AP = A @ P
+        curvature = (P.conj() * AP).sum(dim=-2, keepdim=True).real
+        if bool(((curvature <= 0) & (rho > 0)).any()):
+            raise _NotPositiveDefiniteError
+        alpha = torch.where(curvature > 0, rho / curvature, zero)
+        X = X + alpha * P
+        R = R - alpha * AP
+        rho_new = torch.linalg.vector_norm(R, dim=-2, keepdim=True).square()
+        P = R + torch.where(rho > 0, rho_new / rho, zero) * P
+        rho = rho_new
+        return monitor(X, R)
+
+    outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return X, outcome
+
+
+def _cgls(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
 ) -> tuple[torch.Tensor, Outcome]:
     """CGLS: conjugate gradients on the normal equations ``A^H A x = A^H b``.
 
@@ -65,11 +124,8 @@ def _cg(
     ``B`` and every matrix of the batch in parallel.  The recurrence updates the
     residual ``r <- r - αAp`` (recomputing it from x instead slows convergence), and
     the stopping rule monitors that ``r``: two matrix-vector products per iteration.
-    Rounding makes ``r`` drift from ``b - Ax``, so once ``r`` meets the tolerance the
-    true residual is computed and monitored instead.
     """
-    check_options(FUNCTION, "cg", options, ())
-    measure = _BackwardError(A, B)
+    monitor = _monitor(_BackwardError(A, B), rtol, A, B)
     X = torch.zeros_like(B)
     R = B.clone()
     S = A.mH @ R
@@ -89,10 +145,33 @@ def _cg(
         beta = torch.where(gamma > 0, gamma_new / gamma, zero)
         P = S + beta * P
         gamma = gamma_new
-        estimate = measure(X, R)
-        return estimate if estimate > rtol else measure(X, B - A @ X)
+        return monitor(X, R)
 
     outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return X, outcome
+
+
+def _cg(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, Outcome]:
+    """CG on ``A`` when it is Hermitian positive definite, else CGLS (see :func:`solve`)."""
+    check_options(FUNCTION, "cg", options, ())
+    variant = "CGLS"
+    if _is_hermitian(A):
+        try:
+            X, outcome = _cg_hermitian(A, B, rtol, max_iter, callback)
+        except _NotPositiveDefiniteError:
+            variant = "CGLS (A is Hermitian but not positive definite)"
+        else:
+            outcome.message = f"CG (A is Hermitian positive definite): {outcome.message}"
+            return X, outcome
+    X, outcome = _cgls(A, B, rtol, max_iter, callback)
+    outcome.message = f"{variant}: {outcome.message}"
     return X, outcome
 
 
@@ -177,13 +256,18 @@ def solve(
 
     Methods:
 
-    - ``"cg"`` (default): conjugate gradients on the normal equations
-      :math:`A^H A x = A^H b` (CGLS, also called CGNR), so that it works for every
-      nonsingular A, not only Hermitian positive definite ones, at the price of the
-      squared condition number :math:`\kappa(A)^2` of :math:`A^HA`: its error
-      contracts by about :math:`(\kappa - 1)/(\kappa + 1)` per iteration and, in exact
-      arithmetic, it would end after n iterations.  Two matrix-vector products per
-      iteration; the stopping rule reads the residual off the recurrence, which
+    - ``"cg"`` (default): conjugate gradients.  When every matrix of the batch is
+      Hermitian (:math:`\|A - A^H\|_F \le 100\,\varepsilon \|A\|_F`), CG on
+      :math:`Ax = b` itself, one matrix-vector product per iteration, its error
+      contracting by about :math:`(\sqrt\kappa - 1)/(\sqrt\kappa + 1)` per
+      iteration; if a search direction :math:`p` then has :math:`p^H A p \le 0`, A
+      is not positive definite and it starts again with CGLS.  Otherwise CG on the
+      normal equations :math:`A^H A x = A^H b` (CGLS, also called CGNR), which works
+      for every nonsingular A at the price of the squared condition number
+      :math:`\kappa(A)^2` of :math:`A^HA`: its error contracts by about
+      :math:`(\kappa - 1)/(\kappa + 1)` per iteration, with two products each.  In
+      exact arithmetic both would end after n iterations.  The ``message`` says
+      which ran.  The stopping rule reads the residual off the recurrence, which
       equals :math:`b - Ax` in exact arithmetic, and once that meets ``rtol``
       computes :math:`b - Ax` itself (one more product) and monitors it instead, so
       a converged result always has a true backward error of at most ``rtol``.
