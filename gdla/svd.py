@@ -464,6 +464,13 @@ def _norm2_estimate(A: torch.Tensor, generator: torch.Generator, steps: int = 20
     return torch.linalg.matrix_norm(A @ x)
 
 
+def _inverse_norm2(A: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``1 / sigma`` for the estimate ``sigma`` of ``||A||_2`` (shape (*); 1 for a zero A):
+    the step size of the trace objective's gradient ascent, or the scale of its loss."""
+    sigma = _norm2_estimate(A, generator)
+    return _safe_divide(torch.ones_like(sigma), sigma)
+
+
 def _trace_start(
     A: torch.Tensor, k: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -497,9 +504,7 @@ def _solve_riemannian(
     real = A.real.dtype
     U, V, weights = _trace_start(A, k, generator)
     if opts["step"] is None:
-        sigma = _norm2_estimate(A, generator)
-        positive = sigma > 0
-        step_size = torch.where(positive, 1 / torch.where(positive, sigma, 1), 1)[..., None, None]
+        step_size = _inverse_norm2(A, generator)[..., None, None]
     else:
         check_positive(_FUNCTION, "options['step']", opts["step"])
         step_size = torch.full((), float(opts["step"]), dtype=real, device=A.device)
@@ -543,8 +548,7 @@ def _solve_orthogonal(
         "lbfgs": dict(_LBFGS_DEFAULTS),
     }
     U0, V0, weights = _trace_start(A, k, generator)
-    sigma = _norm2_estimate(A, generator)
-    scale = torch.where(sigma > 0, 1 / torch.where(sigma > 0, sigma, 1), 1)
+    scale = _inverse_norm2(A, generator)
     holder = torch.nn.Module()
     holder.U = torch.nn.Parameter(U0)
     holder.V = torch.nn.Parameter(V0)
