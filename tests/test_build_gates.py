@@ -119,3 +119,20 @@ def test_a_change_to_gdla_reexecutes_the_chapters_that_import_it(tmp_path: Path)
     third = build(root)
     assert third.returncode == 0, third.stdout[-3000:]
     assert "ORIGINAL-SEED 2718" in output_of(root)
+
+
+def test_a_contradicted_claim_fails_the_build_and_names_chapter_and_claim(tmp_path: Path) -> None:
+    body = (
+        "# Probe\n\n```{code-cell} ipython3\nfrom gdla.claims import Claims\n"
+        "claims = Claims('probe')\nfast, slow = 2.0, 1.0\n```\n\n"
+        "The first method is faster.\n\n"
+        "```{code-cell} ipython3\n:tags: [remove-cell]\n"
+        "claims.check(fast < slow, 'the first method is faster', fast=fast, slow=slow)\n```\n"
+    )
+    root = make_book(tmp_path, body, with_package=True)
+    process = build(root)
+    assert process.returncode != 0
+    log = process.stdout + process.stderr
+    assert "probe" in log
+    assert '[probe] the text says "the first method is faster"' in log
+    assert "fast=2" in log
