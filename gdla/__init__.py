@@ -7,7 +7,10 @@ comparison, and returns a result object with the answer and its convergence
 history.  ``torch.linalg`` is the oracle every method is tested against.
 """
 
-from . import data, matrices, metrics, original, plotting, rates
+import importlib
+from types import ModuleType
+
+from . import claims, data, matrices, metrics, original, rates
 from ._result import CompletionResult, InverseResult, Result, SolveResult, SVDResult
 from ._validation import DtypeError, GdlaInputError, NonFiniteError, OptionError, ShapeError
 from .complete import complete
@@ -18,6 +21,7 @@ from .svd import svd
 __version__ = "0.1.0"
 
 __all__ = [
+    "claims",
     "data",
     "solve",
     "inverse",
@@ -39,3 +43,13 @@ __all__ = [
     "NonFiniteError",
     "OptionError",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    # gdla.plotting imports matplotlib, which a user of the solvers may not want to
+    # load (it costs about half a second): it is imported on first use.
+    if name == "plotting":
+        module = importlib.import_module(f"{__name__}.plotting")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
