@@ -8,6 +8,7 @@ uses a log scale where the quantity spans orders of magnitude.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = [
+    "BookAnimation",
     "BookFigure",
     "new_figure",
     "plot_curves",
@@ -189,3 +191,93 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any
     lines = [line(headers), "| " + " | ".join("---" for _ in headers) + " |"]
     lines += [line(row) for row in rows]
     return Markdown("\n".join(lines))
+
+
+_PLAYER_GLYPHS = {
+    "fa-minus": "\u2212",
+    "fa-fast-backward": "\u23ee",
+    "fa-step-backward": "\u23f4",
+    "fa-play fa-flip-horizontal": "\u25c0",
+    "fa-pause": "\u23f8",
+    "fa-play": "\u25b6",
+    "fa-step-forward": "\u23f5",
+    "fa-fast-forward": "\u23ed",
+    "fa-plus": "+",
+}
+
+
+class BookAnimation:
+    """An animation that plays in the web page with no kernel and no network, and prints as a still.
+
+    The website gets matplotlib's JavaScript player (``to_jshtml``) with every
+    frame embedded as a PNG, so it plays from disk, offline, with no CDN; the PDF
+    and any other client that prefers images gets the frame ``still`` as a PNG.
+
+    Parameters
+    ----------
+    fig : Figure
+        The figure the frames are drawn on (e.g. from :func:`new_figure`).
+    update : callable
+        ``update(frame)`` redraws ``fig`` for one element of ``frames``.
+    frames : sequence
+        The frames, in order.
+    interval : int, optional
+        Milliseconds between frames when playing.
+    still : int, optional
+        Index of the frame printed where animations cannot play (default: the last).
+    alt : str, optional
+        Alternative text describing the animation, for readers who cannot see it.
+
+    Examples
+    --------
+    >>> fig, ax = new_figure()
+    >>> (line,) = ax.plot([0, 1], [0, 0])
+    >>> movie = BookAnimation(fig, lambda y: line.set_ydata([0, y]), [0.0, 0.5, 1.0], alt="a line")
+    >>> html = movie._repr_html_()
+    >>> "data:image/png;base64" in html, 'alt="a line"' in html, "http" in html, "fa-" in html
+    (True, True, False, False)
+    >>> movie._repr_png_().startswith(b"\\x89PNG")
+    True
+    """
+
+    def __init__(
+        self,
+        fig: Figure,
+        update: Any,
+        frames: Sequence[Any],
+        *,
+        interval: int = 250,
+        still: int = -1,
+        alt: str = "",
+        dpi: int = 80,
+    ) -> None:
+        self.fig = fig
+        self.update = update
+        self.frames = list(frames)
+        self.interval = interval
+        self.still = still
+        self.alt = alt
+        self.dpi = dpi
+
+    def _repr_html_(self) -> str:
+        from matplotlib.animation import FuncAnimation
+
+        animation = FuncAnimation(
+            self.fig, self.update, frames=self.frames, interval=self.interval, repeat=False
+        )
+        self.fig.set_dpi(self.dpi)
+        html = animation.to_jshtml(default_mode="once")
+        # matplotlib's player draws its buttons with Font Awesome from a CDN: the book
+        # works offline, so the stylesheet goes and each icon becomes a Unicode glyph.
+        html = re.sub(r"<link rel=\"stylesheet\"\s+href=\"https?://[^\"]*\">", "", html)
+        for icon, glyph in _PLAYER_GLYPHS.items():
+            html = html.replace(f'<i class="fa {icon}"></i>', glyph)
+        alt = self.alt.replace('"', "&quot;")
+        # The player's <img> gets the description; matplotlib writes it without alt text.
+        return html.replace("<img id=", f'<img alt="{alt}" id=', 1)
+
+    def _repr_png_(self) -> bytes:
+        self.update(self.frames[self.still])
+        buffer = io.BytesIO()
+        self.fig.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
