@@ -21,6 +21,7 @@ __all__ = [
     "gradient_descent_rate",
     "heavy_ball_rate",
     "iterations_for",
+    "polyak_parameters",
     "newton_schulz_iterations",
 ]
 
@@ -70,6 +71,27 @@ def heavy_ball_rate(
             modulus = max(abs(trace + root), abs(trace - root)) / 2
         worst = max(worst, modulus)
     return worst
+
+
+def polyak_parameters(mu: float, L: float) -> tuple[float, float]:
+    """Polyak's optimal heavy-ball step and momentum for curvatures in [mu, L].
+
+    ``lr = 4 / (sqrt(L) + sqrt(mu))**2`` and
+    ``momentum = ((sqrt(L) - sqrt(mu)) / (sqrt(L) + sqrt(mu)))**2``: every curvature
+    then contracts at the same rate ``sqrt(momentum) = (kappa - 1) / (kappa + 1)``
+    with ``kappa = sqrt(L / mu)`` (Polyak, 1964).  For ``||Ax - b||^2 / 2`` the
+    curvatures are the squared singular values of ``A``.
+
+    Examples
+    --------
+    >>> lr, momentum = polyak_parameters(1.0, 9.0)  # kappa = 3
+    >>> lr, momentum, heavy_ball_rate([1.0, 9.0], lr, momentum)
+    (0.25, 0.25, 0.5)
+    """
+    check_positive("gdla.rates.polyak_parameters", "mu", mu)
+    check_positive("gdla.rates.polyak_parameters", "L", L)
+    root_mu, root_L = math.sqrt(mu), math.sqrt(L)
+    return 4 / (root_L + root_mu) ** 2, ((root_L - root_mu) / (root_L + root_mu)) ** 2
 
 
 def iterations_for(rate: float, reduction: float) -> int:
