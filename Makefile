@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: book pdf test test-fast lint bench serve clean install
+.PHONY: book pdf test test-fast lint lint-workflows bench serve clean install
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,9 +28,26 @@ pdf: $(STAMP)
 	@echo "PDF built: _build/latex/book.pdf"
 
 lint: $(STAMP)
-	$(BIN)/ruff check gdla tests book/_ext
-	$(BIN)/ruff format --check gdla tests book/_ext
+	$(BIN)/ruff check gdla tests book/_ext tools/freshness.py
+	$(BIN)/ruff format --check gdla tests book/_ext tools/freshness.py
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory lint-workflows
+
+# actionlint checks the workflows (with shellcheck on every `run:` script). An action
+# pinned to a commit SHA hides its release from it, so each workflow is linted a second
+# time with every `@<sha> # vX.Y.Z` pin read as `@vX`: the inputs we give an action and
+# the runtime it needs are then checked against that release too.
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+ACTIONLINT := $(BIN)/actionlint -no-color -shellcheck=$(BIN)/shellcheck -pyflakes=
+PINS_AS_TAGS := _build/actionlint
+
+lint-workflows: $(STAMP)
+	$(ACTIONLINT) $(WORKFLOWS)
+	rm -rf $(PINS_AS_TAGS) && mkdir -p $(PINS_AS_TAGS)
+	for workflow in $(WORKFLOWS); do \
+	  sed -E 's/@[0-9a-f]{40} # (v[0-9]+)[^ ]*/@\1/' $$workflow > $(PINS_AS_TAGS)/$$(basename $$workflow); \
+	done
+	$(ACTIONLINT) $(PINS_AS_TAGS)/*.yml
 
 test: lint
 	$(BIN)/python -m pytest
