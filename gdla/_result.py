@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-__all__ = ["Result", "SolveResult", "InverseResult", "SVDResult", "CompletionResult"]
+__all__ = ["Result", "SolveResult", "InverseResult", "SVDResult", "CompletionResult", "PolarResult"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,3 +86,16 @@ class CompletionResult(Result):
     X: torch.Tensor
     L: torch.Tensor
     R: torch.Tensor
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PolarResult(Result):
+    """Result of :func:`gdla.polar`: ``A = U @ H``.
+
+    ``U`` has the shape (*, m, n) of A, ``H`` shape (*, n, n); ``products`` is the
+    number of matrix products the method performed.
+    """
+
+    U: torch.Tensor
+    H: torch.Tensor
+    products: int

@@ -1,0 +1,413 @@
+"""Polar decomposition ``A = U H`` by matrix products: Newton--Schulz, Polar Express, Muon.
+
+Public entry point: :func:`polar`.  Each ``method=`` is a private function
+``_method(A, rtol, max_iter, callback, options) -> (U, products, Outcome)`` working on a
+tall (m >= n) matrix; :func:`polar` checks the input, transposes wide matrices,
+dispatches, forms ``H`` and packs the :class:`~gdla.PolarResult`.  The polynomials
+and their coefficients live in :mod:`gdla._polynomial`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from ._descent import Callback, check_options
+from ._iterate import Outcome, default_rtol, iterate
+from ._polynomial import (
+    MUON_QUINTIC,
+    NEWTON_SCHULZ_CUBIC,
+    NEWTON_SCHULZ_QUINTIC,
+    apply_odd,
+    image,
+    minimax_odd,
+)
+from ._result import PolarResult
+from ._validation import DtypeError, OptionError, check_matrix, check_option, check_positive
+
+__all__ = ["polar", "METHODS"]
+
+FUNCTION = "gdla.polar"
+
+#: The ``method=`` names accepted by :func:`polar`.
+METHODS = ("polar-express", "newton-schulz", "muon")
+
+#: Default ``max_iter`` of each method.
+DEFAULT_MAX_ITER = {"polar-express": 100, "newton-schulz": 100, "muon": 5}
+
+#: Default ``rtol`` for bfloat16 input (``"muon"`` only): about one unit roundoff.
+BFLOAT16_RTOL = 1e-2
+
+#: The minimax polynomials give way to the Newton--Schulz quintic once the bounds on the
+#: singular values satisfy ``l >= (1 - SWITCH) u``: the two are then equally fast, and
+#: Newton--Schulz has 1 as its exact, superattracting fixed point.
+SWITCH = 1e-3
+
+#: Each minimax polynomial is designed for [max(l, CUSHION u), u]: a smaller l would give
+#: coefficients so large (|c_j| up to 25 for l -> 0) that the rounding errors of the
+#: first steps cost digits of backward error at high condition numbers (about 1e-12
+#: at cond 1e8 without the cushion, 1e-14 with it), for no fewer iterations.
+CUSHION = 1e-2
+
+#: Inverse-iteration steps of the smallest-singular-value estimate.
+_INVERSE_STEPS = 3
+
+
+def _gram(X: torch.Tensor) -> torch.Tensor:
+    """``X^H X`` (*, n, n), made exactly Hermitian."""
+    G = X.mH @ X
+    return (G + G.mH) / 2
+
+
+def _residual(G: torch.Tensor) -> float:
+    """The monitored residual: max over the batch of ``‖G − I‖_F / √n`` for ``G = X^H X``."""
+    n = G.shape[-1]
+    E = G.clone()
+    E.diagonal(dim1=-2, dim2=-1).sub_(1)
+    return float((torch.linalg.matrix_norm(E.float() if E.dtype == torch.bfloat16 else E)
+                  / math.sqrt(n)).amax())  # fmt: skip
+
+
+def _normalise(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X = A / α`` and ``X^H X`` with ``α = min(‖A^H A‖_F, ‖A^H A‖_1)^(1/2) >= σ_max(A)``.
+
+    One matrix product (the Gram matrix of A, rescaled rather than recomputed).
+    """
+    G = _gram(A)
+    bound = torch.minimum(torch.linalg.matrix_norm(G), torch.linalg.matrix_norm(G, ord=1))
+    bound = torch.where(bound > 0, bound, torch.ones_like(bound))[..., None, None]
+    return A / bound.sqrt(), G / bound
+
+
+def _estimate_lower(G: torch.Tensor) -> float:
+    """An estimate of the smallest singular value of X from ``G = X^H X`` (``‖G‖_2 <= 1``).
+
+    A Cholesky factorisation of G and three steps of inverse iteration (triangular
+    solves, seeded start) estimate ``λ_min(G)`` from above; the estimate is
+    ``sqrt(λ_min) / 2``, the smallest over the batch.  Where the factorisation
+    fails or ``λ_min < sqrt(n) ε`` (G is numerically singular: rounding errors in G
+    are that large), the estimate is ``(sqrt(n) ε)^(1/2) / 10`` instead.
+    """
+    n = G.shape[-1]
+    threshold = math.sqrt(n) * torch.finfo(G.dtype).eps
+    fallback = math.sqrt(threshold) / 10
+    L, info = torch.linalg.cholesky_ex(G)
+    generator = torch.Generator(device=G.device).manual_seed(0)
+    v = torch.randn(*G.shape[:-1], 1, dtype=G.dtype, device=G.device, generator=generator)
+    for _ in range(_INVERSE_STEPS):
+        v = v / torch.linalg.vector_norm(v, dim=-2, keepdim=True)
+        v = torch.cholesky_solve(v, L)
+    # ‖G^{-1} v‖ for a unit v is at most ‖G^{-1}‖ = 1/λ_min: 1/‖G^{-1} v‖ >= λ_min.
+    growth = torch.linalg.vector_norm(v, dim=(-2, -1))
+    lam = 1 / growth
+    good = (info == 0) & torch.isfinite(lam) & (lam >= threshold)
+    estimate = torch.where(good, lam.clamp_max(1).sqrt() / 2, torch.full_like(lam, fallback))
+    return float(estimate.min()) if estimate.numel() else 1.0
+
+
+def _polar_express(
+    A: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, int, Outcome]:
+    """Minimax-optimal odd polynomials for the current bounds [l, u], then Newton--Schulz.
+
+    X0 = A / α has its singular values in [l, u] = [estimate, 1].  Each step applies
+    the polynomial p of degree 3 or 5 that minimises max |1 − p| on [l, u]
+    (:func:`~gdla._polynomial.minimax_odd`) and replaces [l, u] by p's range on it;
+    once l >= (1 − SWITCH) u the step is the Newton--Schulz polynomial of the same degree.
+    """
+    given = check_options(FUNCTION, "polar-express", options, ("degree", "lower"))
+    degree = given.get("degree", 5)
+    if degree not in (3, 5):
+        raise OptionError(FUNCTION, "options['degree'] to be 3 or 5", repr(degree))
+    X, G = _normalise(A)
+    if "lower" in given:
+        lower = given["lower"]
+        if isinstance(lower, bool) or not isinstance(lower, (int, float)) or not 0 < lower <= 1:
+            raise OptionError(FUNCTION, "options['lower'] in (0, 1]", repr(lower))
+        low = float(lower)
+    else:
+        low = _estimate_lower(G)
+    high = 1.0
+    products = 1
+    finish = NEWTON_SCHULZ_CUBIC if degree == 3 else NEWTON_SCHULZ_QUINTIC
+
+    def step() -> float:
+        nonlocal X, G, low, high, products
+        if low >= (1 - SWITCH) * high:
+            coefficients: Sequence[float] = tuple(
+                c / high ** (2 * j + 1) for j, c in enumerate(finish)
+            )
+        else:
+            coefficients, _ = minimax_odd(max(low, CUSHION * high), high, degree)
+        X = apply_odd(X, G, coefficients)
+        G = _gram(X)
+        products += (degree - 1) // 2 + 1
+        low, high = image(coefficients, low, high)
+        return _residual(G)
+
+    outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return X, products, outcome
+
+
+def _newton_schulz(
+    A: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, int, Outcome]:
+    """The classic cubic ``X <- X (3I − X^H X) / 2`` from X0 = A / α, α >= σ_max(A)."""
+    check_options(FUNCTION, "newton-schulz", options, ())
+    X, G = _normalise(A)
+    products = 1
+
+    def step() -> float:
+        nonlocal X, G, products
+        X = apply_odd(X, G, NEWTON_SCHULZ_CUBIC)
+        G = _gram(X)
+        products += 2
+        return _residual(G)
+
+    outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return X, products, outcome
+
+
+def _muon(
+    A: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, int, Outcome]:
+    """Muon's fixed quintic (3.4445, −4.7750, 2.0315) from X0 = A / (‖A‖_F + 1e-7)."""
+    check_options(FUNCTION, "muon", options, ())
+    norm = torch.linalg.matrix_norm(A.float() if A.dtype == torch.bfloat16 else A)
+    X = A / (norm[..., None, None] + 1e-7).to(A.dtype)
+    G = _gram(X)
+    products = 1
+
+    def step() -> float:
+        nonlocal X, G, products
+        X = apply_odd(X, G, MUON_QUINTIC)
+        G = _gram(X)
+        products += 3
+        return _residual(G)
+
+    outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return X, products, outcome
+
+
+_METHODS = {
+    "polar-express": _polar_express,
+    "newton-schulz": _newton_schulz,
+    "muon": _muon,
+}
+
+
+def _check_input(A: object, method: str) -> torch.Tensor:
+    """``check_matrix``, with bfloat16 accepted for ``method="muon"`` only."""
+    if isinstance(A, torch.Tensor) and A.dtype == torch.bfloat16:
+        if method != "muon":
+            raise DtypeError(
+                FUNCTION,
+                f"A of dtype float32, float64, complex64 or complex128 for method {method!r} "
+                "(bfloat16 only for method 'muon')",
+                "torch.bfloat16",
+            )
+        check_matrix(FUNCTION, "A", A.float())
+        return A
+    return check_matrix(FUNCTION, "A", A)
+
+
+def polar(
+    A: torch.Tensor,
+    *,
+    method: str = "polar-express",
+    rtol: float | None = None,
+    max_iter: int | None = None,
+    callback: Callback | None = None,
+    options: Mapping[str, object] | None = None,
+) -> PolarResult:
+    r"""Compute the polar decomposition :math:`A = U H` by matrix products.
+
+    For :math:`A = P \Sigma Q^H` (thin SVD), the polar factor is :math:`U = P Q^H` and
+    :math:`H = Q \Sigma Q^H = (A^H A)^{1/2}`.  Every method here iterates
+    :math:`X_{k+1} = p_k(X_k) = X_k\, q_k(X_k^H X_k)` with an odd polynomial
+    :math:`p_k(x) = x\, q_k(x^2)`, which maps each singular value σ of :math:`X_k` to
+    :math:`p_k(σ)` and keeps the singular vectors: the methods differ in the
+    polynomials, chosen to drive every singular value to 1.
+
+    Supports input of float, double, cfloat and cdouble dtypes, and bfloat16 for
+    ``method="muon"``. Also supports batches of matrices, and if A is a batch of
+    matrices then the output has the same batch dimensions.
+    The result stays on A's device and dtype.
+    A wide matrix (m < n) is handled through its conjugate transpose: the iteration
+    runs on the tall :math:`A^H` (so the Gram matrices are m x m), and U, which then
+    has orthonormal rows, is transposed back.
+    The iteration runs on :math:`A / \max_{ij} |a_{ij}|` (U does not depend on A's
+    scale, and H is formed from A itself), so that entries whose squares would
+    overflow or underflow do no harm.
+
+    Methods (each starts from :math:`X_0 = A/\alpha` with
+    :math:`\alpha = \min(\|A^HA\|_F, \|A^HA\|_1)^{1/2} \ge \sigma_{\max}(A)`, except Muon):
+
+    - ``"polar-express"`` (default): the Polar Express iteration of Amsel, Persson,
+      Musco and Gower (2025).  With the singular values of :math:`X_k` in
+      :math:`[l_k, u_k]`, :math:`p_k` is the odd polynomial of degree 5 (or 3, with
+      ``options={"degree": 3}``) minimising :math:`\max |1 - p|` on
+      :math:`[\max(l_k, u_k/100), u_k]`, computed in float64 by the Remez exchange
+      algorithm (the cushion :math:`u_k/100` keeps the coefficients moderate, which
+      keeps rounding errors small); :math:`[l_{k+1}, u_{k+1}]` is its range on
+      :math:`[l_k, u_k]`.  Once :math:`l_k \ge (1 - 10^{-3}) u_k` the
+      step is the Newton–Schulz polynomial of the same degree.  :math:`u_0 = 1`;
+      :math:`l_0` is ``options["lower"]`` if given, else an estimate of
+      :math:`\sigma_{\min}(X_0)`: a Cholesky factorisation of :math:`X_0^H X_0` and three
+      steps of inverse iteration (not a product, but O(n^3/3) flops once and O(n^2)
+      per step), halved; :math:`(\sqrt{n}\varepsilon)^{1/2}/10` where that matrix is
+      numerically singular.  It is an estimate, not a bound: a wrong :math:`l_0`
+      costs iterations (the small singular values still grow by the factor
+      :math:`p_k(l_k)/l_k` per step), never convergence.  One polynomial sequence
+      serves the whole batch (the smallest :math:`l_0` of the batch).
+      Three matrix products per step of degree 5, two of degree 3.
+    - ``"newton-schulz"``: the classic cubic Newton–Schulz iteration
+      :math:`X_{k+1} = X_k (3I - X_k^H X_k)/2`, which converges for
+      :math:`\sigma_{\max}(X_0) < \sqrt 3`, slowly (each small singular value grows by
+      1.5 per step) and then quadratically.  Two matrix products per step.
+    - ``"muon"``: Muon's orthogonalisation (Jordan et al., 2024): :math:`X_0 = A /
+      (\|A\|_F + 10^{-7})`, then at most ``max_iter`` = 5 steps of the fixed quintic
+      :math:`p(x) = 3.4445x - 4.7750x^3 + 2.0315x^5`, in A's dtype (bfloat16 too).  It
+      is designed to push the singular values quickly into a band around 1, about
+      (0.7, 1.2), not to converge: it is ``converged`` only if it happens to meet ``rtol``.
+
+    Stopping rule.  After each iteration the monitored residual
+    :math:`r_k = \max_{\text{batch}} \|X_k^H X_k - I\|_F / \sqrt n` (n the smaller
+    dimension of A), the root-mean-square departure of :math:`\sigma_i(X_k)^2` from
+    1 when the columns are those of the SVD, is appended to ``history`` (it comes
+    from the Gram matrix the next step needs, so it costs no extra product); the
+    iteration stops with ``converged=True`` as soon as :math:`r_k \le` ``rtol``.
+    It stops with ``converged=False`` after ``max_iter`` iterations, when the
+    residual becomes NaN or infinite, or when ``callback`` returns True.  Then
+    ``U`` is the last iterate and ``H`` the Hermitian part of :math:`U^H A` (one more
+    product).  The relative distance of U to the exact polar factor is about
+    :math:`r_k/2` (in exact arithmetic at most :math:`\sqrt n\, r_k`), and
+    :math:`\|A - UH\|_F/\|A\|_F` is of the same order.
+
+    Rank-deficient A.  H is unique, U is not: any U with orthonormal columns that
+    equals :math:`P_r Q_r^H` on the range of :math:`A^H` (r the rank) gives A = UH.
+    Exactly zero singular values stay zero under an odd polynomial, but rounding
+    makes them about :math:`\varepsilon`, and the iteration enlarges them as it does
+    every small singular value.  So U is close to the partial isometry
+    :math:`P_r Q_r^H` after a few steps, and after many more (when the rounding errors
+    have grown to 1) has orthonormal columns, the extra ones spanning directions
+    that depend on rounding; ``converged`` is True only in that second case.  In both
+    cases ``U @ H`` reproduces A and H equals :math:`(A^HA)^{1/2}`.
+
+    Parameters
+    ----------
+    A : Tensor
+        Matrices of shape (*, m, n).
+    method : str
+        ``"polar-express"`` (default), ``"newton-schulz"`` or ``"muon"``.
+    rtol : float, optional
+        Tolerance of the stopping rule; default ``gdla._iterate.default_rtol(A.dtype)``
+        (100 machine epsilons: 2.2e-14 in double, 1.2e-5 in float), 1e-2 for bfloat16.
+    max_iter : int, optional
+        Largest number of iterations: 100 by default, 5 for ``"muon"``.
+    callback : callable, optional
+        Called as ``callback(k, residual)`` after iteration ``k``; returning True stops.
+    options : dict, optional
+        ``"polar-express"``: ``degree`` (5 or 3) and ``lower`` (:math:`l_0` in (0, 1],
+        a lower bound on :math:`\sigma_{\min}(A)/\alpha`, skipping the estimate).  No
+        options for the other methods.
+
+    Returns
+    -------
+    PolarResult
+        ``U`` of shape (*, m, n) (orthonormal columns, or rows when m < n), ``H`` of
+        shape (*, n, n) (Hermitian, positive semidefinite up to rounding), with
+        ``method``, ``nit``, ``converged``, ``message``, ``history`` (the monitored
+        residual after each iteration) and ``products``, the number of matrix products
+        (each with an inner or outer dimension min(m, n)), counting the Gram matrix of
+        A and the product that forms H.  An empty A gives empty factors with
+        ``converged=True`` and ``nit=0``.
+
+    Raises
+    ------
+    ShapeError
+        A is not a (batch of) matrices.
+    DtypeError
+        A is not a float32, float64, complex64 or complex128 tensor (or bfloat16 for
+        ``"muon"``).
+    NonFiniteError
+        A has NaN or infinite entries.
+    OptionError
+        Unknown ``method``, bad ``rtol``, ``max_iter`` or ``options``.
+
+    See Also
+    --------
+    torch.linalg.svd : the polar factor as ``U @ Vh`` of the thin SVD, the tests' oracle.
+    gdla.svd : the largest singular triplets by iteration.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from gdla import polar
+    >>> from gdla.matrices import with_condition_number
+    >>> A = with_condition_number(6, 1e4, m=8, seed=0)
+    >>> result = polar(A)
+    >>> result.method, result.converged, result.nit <= 12
+    ('polar-express', True, True)
+    >>> P, S, Qh = torch.linalg.svd(A, full_matrices=False)
+    >>> bool(torch.allclose(result.U, P @ Qh, atol=1e-12))
+    True
+    >>> bool(torch.allclose(result.U @ result.H, A, atol=1e-12))
+    True
+    """
+    check_option(FUNCTION, "method", method, _METHODS)
+    A = _check_input(A, method)
+    if rtol is None:
+        rtol = BFLOAT16_RTOL if A.dtype == torch.bfloat16 else default_rtol(A.dtype)
+    check_positive(FUNCTION, "rtol", rtol)
+    if max_iter is None:
+        max_iter = DEFAULT_MAX_ITER[method]
+    check_positive(FUNCTION, "max_iter", max_iter, integer=True)
+    A = A.detach()
+    m, n = A.shape[-2:]
+    if A.numel() == 0:
+        return PolarResult(
+            method=method,
+            nit=0,
+            converged=True,
+            message="empty input: nothing to decompose",
+            history=[],
+            U=torch.zeros_like(A),
+            H=A.new_zeros(*A.shape[:-2], n, n),
+            products=0,
+        )
+    wide = m < n
+    tall = A.mH if wide else A
+    # U does not depend on A's scale and H is formed from A itself: dividing by
+    # max |a_ij| (inexact, and harmless) keeps A^H A clear of overflow and underflow.
+    largest = tall.abs().amax(dim=(-2, -1), keepdim=True)
+    scaled = tall / torch.where(largest > 0, largest, torch.ones_like(largest))
+    with torch.no_grad():
+        X, products, outcome = _METHODS[method](scaled, rtol, max_iter, callback, options)
+        U = X.mH if wide else X
+        H = U.mH @ A
+        H = (H + H.mH) / 2
+    return PolarResult(
+        method=method,
+        nit=outcome.nit,
+        converged=outcome.converged,
+        message=outcome.message,
+        history=outcome.history,
+        U=U,
+        H=H,
+        products=products + 1,
+    )
