@@ -8,6 +8,7 @@ history.  ``torch.linalg`` is the oracle every method is tested against.
 """
 
 import importlib
+import importlib.metadata
 from types import ModuleType
 
 from . import claims, data, matrices, metrics, original, rates
@@ -18,7 +19,12 @@ from .inverse import inverse
 from .solve import solve
 from .svd import svd
 
-__version__ = "0.1.0"
+try:
+    # The one place the version is written is pyproject.toml; this reads the
+    # installed copy of it (tests/test_repository.py checks they agree).
+    __version__ = importlib.metadata.version(__name__)
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "claims",
