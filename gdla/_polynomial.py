@@ -158,15 +158,17 @@ def image(coefficients: Sequence[float], low: float, high: float) -> tuple[float
 
 
 def apply_odd(X: torch.Tensor, G: torch.Tensor, coefficients: Sequence[float]) -> torch.Tensor:
-    """``p(X) = X (c_0 I + c_1 G + c_2 G^2)`` for ``G = X^H X`` (shapes (*, m, n), (*, n, n)).
+    """``p(X) = c_0 X + X (c_1 G + c_2 G^2)`` for ``G = X^H X`` (shapes (*, m, n), (*, n, n)).
 
-    One matrix product for a cubic (``X @ P``), two for a quintic (``G @ G`` and
-    ``X @ P``), both with n x n right factors: for ``m >= n`` the cheap side.
+    One matrix product for a cubic (``X @ Q``), two for a quintic (``G @ G`` and
+    ``X @ Q``), both with n x n right factors: for ``m >= n`` the cheap side.  The
+    term ``c_0 X`` is added outside the product (as Muon's code does) rather than to
+    the diagonal of ``Q``: in bfloat16 rounding ``c_0 + c_1 g`` would cost about
+    ``c_0`` units of rounding in every entry.
     """
     c = list(coefficients)
-    P = c[-1] * G  # Horner in G: P = c_q G + c_{q-1} I, then P <- G P + c_j I
-    P.diagonal(dim1=-2, dim2=-1).add_(c[-2])
-    for coefficient in reversed(c[:-2]):
-        P = G @ P
-        P.diagonal(dim1=-2, dim2=-1).add_(coefficient)
-    return X @ P
+    Q = c[-1] * G  # Horner in G without the constant: Q = G (c_1 I + G (c_2 I + ...))
+    for coefficient in reversed(c[1:-1]):
+        Q.diagonal(dim1=-2, dim2=-1).add_(coefficient)
+        Q = G @ Q
+    return c[0] * X + X @ Q
