@@ -230,6 +230,12 @@ def test_the_freshness_job_is_weekly_reads_only_and_reports() -> None:
     assert not re.search(r"git push|gh pr|pull-request", text)
 
 
+def test_dependabot_proposes_new_releases_of_the_pinned_actions() -> None:
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    ecosystems = {update["package-ecosystem"] for update in config["updates"]}
+    assert "github-actions" in ecosystems
+
+
 def test_relax_allows_the_newest_release_of_the_same_major_version() -> None:
     relaxed = freshness.relax((ROOT / "requirements.txt").read_text())
     assert "jupyter-book>=1.0.4.post1,<2" in relaxed.splitlines()
