@@ -12,10 +12,18 @@ import importlib.metadata
 from types import ModuleType
 
 from . import claims, data, matrices, metrics, original, rates
-from ._result import CompletionResult, InverseResult, Result, SolveResult, SVDResult
+from ._result import (
+    CompletionResult,
+    InverseResult,
+    PolarResult,
+    Result,
+    SolveResult,
+    SVDResult,
+)
 from ._validation import DtypeError, GdlaInputError, NonFiniteError, OptionError, ShapeError
 from .complete import complete
 from .inverse import inverse
+from .polar import polar
 from .solve import solve
 from .svd import svd
 
@@ -33,6 +41,7 @@ __all__ = [
     "inverse",
     "svd",
     "complete",
+    "polar",
     "matrices",
     "metrics",
     "original",
@@ -43,6 +52,7 @@ __all__ = [
     "InverseResult",
     "SVDResult",
     "CompletionResult",
+    "PolarResult",
     "GdlaInputError",
     "ShapeError",
     "DtypeError",

@@ -57,16 +57,25 @@ def evaluate(coefficients: Sequence[float], x: np.ndarray | float) -> np.ndarray
 
 
 def _critical_points(coefficients: Sequence[float], low: float, high: float) -> list[float]:
-    """The zeros of ``p'`` in ``(low, high)``, sorted: ``p'(x) = sum (2j+1) c_j y^j``, y = x^2."""
-    derivative = [(2 * j + 1) * c for j, c in enumerate(coefficients)]
-    roots = np.roots(derivative[::-1]) if len(derivative) > 1 else np.array([])
-    points = []
-    for y in roots:
-        if abs(y.imag) <= 1e-12 * max(1.0, abs(y.real)) and y.real > 0:
-            x = math.sqrt(y.real)
-            if low < x < high:
-                points.append(x)
-    return sorted(points)
+    """The zeros of ``p'`` in ``(low, high)``, sorted: ``p'(x) = sum (2j+1) c_j y^j``, y = x^2.
+
+    In closed form for degree 3 (one root in y) and 5 (a quadratic in y, solved
+    without cancellation); ``p'`` has no zero in (0, ∞) otherwise.
+    """
+    c = coefficients
+    if len(c) == 2:
+        ys = [-c[0] / (3 * c[1])] if c[1] != 0 else []
+    elif len(c) == 3:
+        a, b, k = 5 * c[2], 3 * c[1], c[0]  # a y^2 + b y + k
+        discriminant = b * b - 4 * a * k
+        if a == 0 or discriminant < 0:
+            ys = [-k / b] if a == 0 and b != 0 else []
+        else:
+            q = -(b + math.copysign(math.sqrt(discriminant), b)) / 2
+            ys = [q / a, k / q] if q != 0 else [0.0]
+    else:
+        raise ValueError(f"_critical_points: expected degree 3 or 5, found {2 * len(c) - 1}")
+    return sorted(math.sqrt(y) for y in ys if y > 0 and low < math.sqrt(y) < high)
 
 
 def minimax_odd(low: float, high: float, degree: int = 5) -> tuple[Coefficients, float]:

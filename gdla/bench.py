@@ -22,6 +22,10 @@ The rows check the performance goals of the package:
   default tolerance and at 1e-8);
 - inverse of a 1024 x 1024 matrix of condition number 1e3: within 30 x ``torch.linalg.inv``;
 - batched inverse of 10,000 4 x 4 matrices: faster than a loop of ``torch.linalg.inv``.
+- polar decomposition (float64, 256 x 256, cond 1e1 to 1e8): orthogonality and backward
+  error <= 1e-13 in <= 20 iterations, fewer matrix products than cubic Newton--Schulz
+  from cond 1e2 on; 1024 x 1024 in <= 0.5 x (float64, cond 1e6) and <= 1 x (float32,
+  cond 1e3) the time of the SVD-based polar factor.
 """
 
 from __future__ import annotations
@@ -44,10 +48,20 @@ from .complete import complete
 from .inverse import inverse
 from .metrics import inverse_error, orthogonality_error, relative_residual
 from .plotting import markdown_table
+from .polar import polar as gdla_polar
 from .solve import solve
 from .svd import svd
 
-__all__ = ["Row", "run", "topk_svd_rows", "format_table", "machine", "median_time", "main"]
+__all__ = [
+    "Row",
+    "run",
+    "topk_svd_rows",
+    "polar_rows",
+    "format_table",
+    "machine",
+    "median_time",
+    "main",
+]
 
 
 @dataclass(frozen=True)
@@ -315,6 +329,60 @@ def _completion_row(m: int, n: int, rank: int) -> Row:
     )
 
 
+def _svd_polar(A: torch.Tensor) -> torch.Tensor:
+    """The SVD-based polar factor ``U @ Vh``, the reference of the polar rows."""
+    U, _, Vh = torch.linalg.svd(A, full_matrices=False)
+    return U @ Vh
+
+
+def _polar_errors(A: torch.Tensor, U: torch.Tensor, H: torch.Tensor) -> tuple[float, float]:
+    """Orthogonality ``‖U^H U − I‖_F/√n`` and backward error ``‖A − UH‖_F/‖A‖_F``."""
+    n = U.shape[-1]
+    eye = torch.eye(n, dtype=U.dtype)
+    orthogonality = float(torch.linalg.matrix_norm(U.mH @ U - eye)) / math.sqrt(n)
+    backward = float(torch.linalg.matrix_norm(A - U @ H) / torch.linalg.matrix_norm(A))
+    return orthogonality, backward
+
+
+def polar_rows(n: int = 256, n_time: int = 1024) -> list[Row]:
+    """The rows of the polar decomposition goals.
+
+    Accuracy and matrix products, ``n x n`` float64 at condition numbers 1e1 to 1e8:
+    orthogonality and backward error <= 1e-13 in <= 20 iterations, and (from 1e2 on)
+    fewer matrix products than cubic Newton--Schulz, the row's reference.  Time,
+    ``n_time x n_time``: float64 at cond 1e6 in <= 0.5 x and float32 at cond 1e3 in
+    <= 1 x the time of the SVD-based polar factor (``torch.linalg.svd``, then U @ Vh).
+    """
+    rows = []
+    for exponent in (1, 2, 4, 6, 8):
+        A = matrices.with_condition_number(n, 10.0**exponent, seed=0)
+        result = gdla_polar(A)
+        classic = gdla_polar(A, method="newton-schulz")
+        error = max(_polar_errors(A, result.U, result.H))
+        fewer = result.products < classic.products or exponent < 2
+        rows.append(
+            Row(f"polar, {n}x{n}, cond 1e{exponent}, {result.products} products",
+                result.method, result.nit, error, median_time(partial(gdla_polar, A), repeats=2),
+                f"newton-schulz ({classic.products} products)",
+                median_time(partial(gdla_polar, A, method="newton-schulz"), repeats=2),
+                "orth. & backward error <= 1e-13, <= 20 iter., fewer products (cond >= 1e2)",
+                result.converged and error <= 1e-13 and result.nit <= 20 and fewer)
+        )  # fmt: skip
+    for dtype, exponent, factor in ((torch.float64, 6, 0.5), (torch.float32, 3, 1.0)):
+        A = matrices.with_condition_number(n_time, 10.0**exponent, seed=0, dtype=dtype)
+        result = gdla_polar(A)
+        seconds = median_time(partial(gdla_polar, A), repeats=1)
+        reference = median_time(partial(_svd_polar, A), repeats=1)
+        name = str(dtype).removeprefix("torch.")
+        rows.append(
+            Row(f"polar, {n_time}x{n_time} {name}, cond 1e{exponent}", result.method,
+                result.nit, max(_polar_errors(A, result.U, result.H)), seconds,
+                "torch.linalg.svd, U @ Vh", reference, f"time <= {factor} x svd-based polar",
+                result.converged and seconds <= factor * reference)
+        )  # fmt: skip
+    return rows
+
+
 def run(*, quick: bool = False) -> list[Row]:
     """Run every benchmark and return the table's rows.
 
@@ -328,10 +396,12 @@ def run(*, quick: bool = False) -> list[Row]:
         rows += topk_svd_rows(1000, 500)
         rows += [_large_inverse_row(256), _batched_inverse_row(1000), *_solve_rows(256)]
         rows += [_completion_row(100, 80, 3)]
+        rows += polar_rows(64, 256)
     else:
         rows += topk_svd_rows(4000, 2000)
         rows += [_large_inverse_row(1024), _batched_inverse_row(10_000), *_solve_rows(1024)]
         rows += [_completion_row(400, 300, 5)]
+        rows += polar_rows(256, 1024)
     return rows
 
 
