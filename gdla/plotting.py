@@ -22,6 +22,7 @@ __all__ = [
     "new_figure",
     "plot_curves",
     "plot_convergence",
+    "plot_work_precision",
     "show_images",
     "markdown_table",
 ]
@@ -129,6 +130,43 @@ def plot_convergence(
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return fig
+
+
+def plot_work_precision(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    *,
+    tolerance: float | None = None,
+    ylabel: str = "residual",
+    title: str = "",
+) -> Figure:
+    """A work–precision figure: the residual against matrix products and against seconds.
+
+    ``curves`` maps a method's name to three sequences of equal length, one entry per
+    iteration: the matrix products done so far, the seconds elapsed so far and the
+    residual reached.  The left panel plots residual against products, the right one
+    against seconds, both on log-log axes, each method in the same colour in both;
+    ``tolerance`` draws a dotted horizontal line at the accuracy compared.
+
+    Examples
+    --------
+    >>> fig = plot_work_precision({"gd": ([2, 4, 6], [0.1, 0.2, 0.3], [1e-1, 1e-2, 1e-3])},
+    ...                           tolerance=1e-2)
+    >>> [ax.get_xlabel() for ax in fig.axes]
+    ['matrix products', 'seconds']
+    """
+    fig, (left, right) = new_figure(1, 2, figsize=(8.0, 3.4))
+    for label, (products, seconds, residuals) in curves.items():
+        (line,) = left.loglog(np.asarray(products), np.asarray(residuals), label=label, lw=1.8)
+        right.loglog(np.asarray(seconds), np.asarray(residuals), color=line.get_color(), lw=1.8)
+    for ax, xlabel in ((left, "matrix products"), (right, "seconds")):
+        if tolerance is not None:
+            ax.axhline(tolerance, color="0.4", ls=":", lw=1)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3, which="both")
+    left.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     return fig
 
 
