@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import torch
 
-from ._iterate import Outcome, iterate, torch_optimizer_step
+from ._iterate import Outcome, autograd_on, iterate, normal_tensor, torch_optimizer_step
 from ._validation import OptionError
 
 __all__ = [
@@ -27,6 +27,10 @@ __all__ = [
 ]
 
 Callback = Callable[[int, float], object]
+
+#: SGD and Adam halve their learning rate after this many iterations without a new
+#: best residual (see :class:`gdla._iterate.OptimizerStep`).
+PLATEAU = 20
 
 
 def sigma_max(A: torch.Tensor) -> torch.Tensor:
@@ -126,9 +130,14 @@ def least_squares_optim(
     Dividing by ``L`` makes the Hessian's largest eigenvalue 1 for every matrix of
     the batch, so the optimisers' default learning rates do not depend on the scale
     of ``A``.  Only a fresh leaf copy of ``x0`` requires grad; the tensors captured
-    by ``forward`` (the user's ``A`` and ``b``) must be detached by the caller.
+    by ``forward`` (the user's ``A`` and ``b``) must be detached by the caller.  SGD
+    and Adam halve their learning rate after :data:`PLATEAU` iterations without a new
+    best residual; a run that does not converge returns the best iterate seen (the
+    message says so).
     """
-    x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+    with autograd_on():
+        x = normal_tensor(x0.detach()).clone(memory_format=torch.contiguous_format)
+        x.requires_grad_(True)
 
     def loss() -> torch.Tensor:
         return 0.5 * (_squared_norms(forward(x)) / L).sum()
@@ -137,10 +146,11 @@ def least_squares_optim(
         xd = x.detach()
         return measure(xd, forward(xd))
 
-    step = torch_optimizer_step(function, loss, residual, [x], method, options)
-    with torch.enable_grad():
-        outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
-    return x.detach(), outcome
+    step = torch_optimizer_step(function, loss, residual, [x], method, options, plateau=PLATEAU)
+    outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    if not outcome.converged:
+        step.restore_best(outcome)
+    return x.detach().clone(), outcome
 
 
 def least_squares(

@@ -8,6 +8,8 @@ instead of a traceback from deep inside torch.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -20,6 +22,9 @@ __all__ = [
     "OptionError",
     "check_matrix",
     "check_option",
+    "check_positive",
+    "check_number",
+    "check_seed",
 ]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
@@ -85,8 +90,8 @@ def check_matrix(
     Raises
     ------
     DtypeError
-        ``A`` is not a tensor, or its dtype is not float32, float64, complex64
-        or complex128.
+        ``A`` is not a tensor, is sparse or on the meta device (no data), or its
+        dtype is not float32, float64, complex64 or complex128.
     ShapeError
         Too few dimensions, or not square where ``square=True``.
     NonFiniteError
@@ -94,6 +99,11 @@ def check_matrix(
     """
     if not isinstance(A, torch.Tensor):
         raise DtypeError(function, f"{name} to be a torch.Tensor", type(A).__name__)
+    if A.layout != torch.strided:
+        # Sparse inputs are not supported yet: say so instead of a raw torch error.
+        raise DtypeError(function, f"{name} to be a dense (strided) tensor", f"layout {A.layout}")
+    if A.device.type == "meta":
+        raise DtypeError(function, f"{name} to be a tensor with data", "a tensor on device 'meta'")
     if A.dtype not in SUPPORTED_DTYPES:
         raise DtypeError(
             function,
@@ -133,16 +143,79 @@ def check_option(function: str, name: str, value: object, allowed: Iterable[obje
         raise OptionError(function, f"{name} to be one of {listed}", repr(value))
 
 
-def check_positive(function: str, name: str, value: float | int, *, integer: bool = False) -> None:
-    """Check that a numerical option is positive (and an integer where required).
+def check_number(
+    function: str,
+    name: str,
+    value: object,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    low_inclusive: bool = True,
+    high: float | None = None,
+    high_inclusive: bool = True,
+) -> float:
+    """Check that a numerical option is a finite real number in a range, and return it.
+
+    Python and NumPy numbers are accepted alike (``np.int64(5)``, ``np.float32(1e-6)``);
+    bool, NaN and infinities are not.  Returns ``int(value)`` when ``integer`` is set,
+    else ``float(value)``.
 
     Raises
     ------
     OptionError
-        ``value`` is not positive, or not an integer where ``integer=True``.
+        ``value`` is not a finite real number (an integer where ``integer=True``) in
+        the range.
     """
-    kind = "a positive integer" if integer else "a positive number"
-    if isinstance(value, bool) or (integer and not isinstance(value, int)):
-        raise OptionError(function, f"{name} to be {kind}", repr(value))
-    if not isinstance(value, (int, float)) or not value > 0:
-        raise OptionError(function, f"{name} to be {kind}", repr(value))
+    kind = "an integer" if integer else "a finite real number"
+    bounds = []
+    if low is not None:
+        bounds.append(f"{name} {'>=' if low_inclusive else '>'} {low:g}")
+    if high is not None:
+        bounds.append(f"{name} {'<=' if high_inclusive else '<'} {high:g}")
+    expected = f"{name} to be {kind}" + (f" with {' and '.join(bounds)}" if bounds else "")
+    wanted = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        raise OptionError(function, expected, repr(value))
+    number = int(value) if integer else float(value)  # type: ignore[call-overload]
+    if not math.isfinite(number):
+        raise OptionError(function, expected, repr(value))
+    if low is not None and not (number >= low if low_inclusive else number > low):
+        raise OptionError(function, expected, repr(value))
+    if high is not None and not (number <= high if high_inclusive else number < high):
+        raise OptionError(function, expected, repr(value))
+    return number
+
+
+def check_positive(function: str, name: str, value: object, *, integer: bool = False) -> float:
+    """Check that a numerical option is positive and finite (an integer where required).
+
+    Python and NumPy numbers are accepted alike; returns the value as a Python
+    ``int`` (``integer=True``) or ``float``.
+
+    Raises
+    ------
+    OptionError
+        ``value`` is not positive and finite, or not an integer where ``integer=True``.
+    """
+    kind = "a positive integer" if integer else "a positive finite number"
+    try:
+        return check_number(function, name, value, integer=integer, low=0, low_inclusive=False)
+    except OptionError:
+        raise OptionError(function, f"{name} to be {kind}", repr(value)) from None
+
+
+def check_seed(function: str, value: object) -> int:
+    """Check that ``seed`` is an integer in [0, 2**64) (what :class:`torch.Generator` takes).
+
+    Raises
+    ------
+    OptionError
+        ``seed`` is not an integer, negative, or does not fit in 64 bits.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not (0 <= int(value) < 2**64)
+    ):
+        raise OptionError(function, "seed to be an integer with 0 <= seed < 2**64", repr(value))
+    return int(value)

@@ -20,12 +20,12 @@ import torch
 
 from ._iterate import Outcome, default_rtol, iterate, torch_optimizer_step
 from ._result import CompletionResult
-from ._scaling import divide, power_of_two_scale
+from ._scaling import ldexp, power_of_two_exponent
 from ._validation import (
     DtypeError,
-    OptionError,
     ShapeError,
     check_matrix,
+    check_number,
     check_option,
     check_positive,
 )
@@ -70,13 +70,34 @@ class _Problem:
     """
 
     def __init__(self, M: torch.Tensor, W: torch.Tensor, reg: float) -> None:
-        power = power_of_two_scale(M)  # 1 unless squares of M's entries would overflow
-        norm = torch.linalg.matrix_norm(divide(M, power))
-        self.scale = power * torch.where(norm > 0, norm, torch.ones_like(norm))
-        self.M = M / self.scale[..., None, None]
+        # s = norm * 2**-exponent, kept in two parts: s itself may not be representable
+        # (entries near the largest float, or subnormal ones).
+        self.exponent = power_of_two_exponent(M)  # 0 unless squares of M's entries overflow
+        M = ldexp(M, self.exponent[..., None, None])
+        norm = torch.linalg.matrix_norm(M)
+        self.norm = torch.where(norm > 0, norm, torch.ones_like(norm))
+        self.M = M / self.norm[..., None, None]
         self.observed_norm = torch.linalg.matrix_norm(self.M)  # 1, or 0 for a zero P_Omega(M)
         self.W = W
-        self.reg = reg / self.scale
+        # lambda / s, with lambda / 2**-e computed in float64 then clamped to the dtype's range
+        reg_scaled = torch.full_like(self.norm, reg, dtype=torch.float64)
+        reg_scaled = ldexp(reg_scaled, self.exponent) / self.norm.double()
+        self.reg = reg_scaled.clamp(max=torch.finfo(self.norm.dtype).max).to(self.norm.dtype)
+
+    def unscale(
+        self, L: torch.Tensor, R: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(X, L, R)`` of the original problem from factors of the normalised one.
+
+        ``X = s L R^H`` and the factors times ``sqrt(s)``, ``s = norm * 2**-e``,
+        applied as exact powers of two so that nothing overflows on the way.
+        """
+        e = self.exponent
+        half, odd = e.div(2, rounding_mode="floor"), e.remainder(2)
+        root = (self.norm / (1 + odd.to(self.norm.dtype))).sqrt()[..., None, None].to(L.dtype)
+        X = ldexp((L @ R.mH) * self.norm[..., None, None].to(L.dtype), -e[..., None, None])
+        L, R = ldexp(L * root, -half[..., None, None]), ldexp(R * root, -half[..., None, None])
+        return X, L, R
 
     def error(self, L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
         """``P_Omega(L R^H - M)``."""
@@ -389,9 +410,9 @@ def complete(
     else:
         rank = _check_rank(_FUNCTION, "rank", rank, min(m, n))
     rtol = default_rtol(observed.dtype) if rtol is None else rtol
-    check_positive(_FUNCTION, "rtol", rtol)
+    rtol = check_positive(_FUNCTION, "rtol", rtol)
     max_iter = _MAX_ITER[method] if max_iter is None else max_iter
-    check_positive(_FUNCTION, "max_iter", max_iter, integer=True)
+    max_iter = int(check_positive(_FUNCTION, "max_iter", max_iter, integer=True))
     generator = _generator(_FUNCTION, seed, observed.device)
 
     ours = {"reg": 0.0, "init": "spectral"}
@@ -402,9 +423,7 @@ def complete(
         given = _as_dict(_FUNCTION, options)
         opts = {key: given.pop(key, value) for key, value in ours.items()}
         optimiser_options = given
-    reg = opts["reg"]
-    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0:
-        raise OptionError(_FUNCTION, "options['reg'] to be a non-negative number", repr(reg))
+    reg = check_number(_FUNCTION, "options['reg']", opts["reg"], low=0)
     check_option(_FUNCTION, "options['init']", opts["init"], ("spectral", "random"))
 
     batch = observed.shape[:-2]
@@ -446,15 +465,14 @@ def complete(
             outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
         L, R = L.detach(), R.detach()
 
-    root = problem.scale.sqrt()[..., None, None].to(L.dtype)
-    L, R = L * root, R * root
+    X, L, R = problem.unscale(L, R)
     return CompletionResult(
         method=method,
         nit=outcome.nit,
         converged=outcome.converged,
         message=outcome.message,
         history=outcome.history,
-        X=L @ R.mH,
+        X=X,
         L=L,
         R=R,
     )

@@ -20,8 +20,8 @@ from ._descent import (
 )
 from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate
 from ._result import InverseResult
-from ._scaling import divide, power_of_two_scale
-from ._validation import OptionError, check_matrix, check_option, check_positive
+from ._scaling import ldexp, power_of_two_exponent
+from ._validation import check_matrix, check_number, check_option, check_positive
 
 __all__ = ["inverse"]
 
@@ -159,15 +159,10 @@ def _original_hyperparameters(options: Mapping[str, object] | None) -> tuple[flo
         **_ORIGINAL_DEFAULTS,
         **check_options(FUNCTION, "original", options, _ORIGINAL_DEFAULTS),
     }
-    lr, momentum = given["lr"], given["momentum"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise OptionError(FUNCTION, "options['lr'] to be a positive number", repr(lr))
-    if (
-        isinstance(momentum, bool)
-        or not isinstance(momentum, (int, float))
-        or not 0 <= momentum < 1
-    ):
-        raise OptionError(FUNCTION, "options['momentum'] to be in [0, 1)", repr(momentum))
+    lr = check_number(FUNCTION, "options['lr']", given["lr"], low=0, low_inclusive=False)
+    momentum = check_number(
+        FUNCTION, "options['momentum']", given["momentum"], low=0, high=1, high_inclusive=False
+    )
     return float(lr), float(momentum)
 
 
@@ -333,10 +328,10 @@ def inverse(
     check_option(FUNCTION, "method", method, _METHODS)
     if rtol is None:
         rtol = default_rtol(A.dtype) ** (2 if method == "original" else 1)
-    check_positive(FUNCTION, "rtol", rtol)
+    rtol = check_positive(FUNCTION, "rtol", rtol)
     if max_iter is None:
         max_iter = DEFAULT_MAX_ITER[method]
-    check_positive(FUNCTION, "max_iter", max_iter, integer=True)
+    max_iter = int(check_positive(FUNCTION, "max_iter", max_iter, integer=True))
     A = A.detach()
     if A.numel() == 0:
         return InverseResult(
@@ -347,10 +342,10 @@ def inverse(
             history=[],
             X=torch.empty_like(A),
         )
-    scale = power_of_two_scale(A)  # 1 unless squares of A's entries would overflow
+    exponent = power_of_two_exponent(A)[..., None, None]  # 0 unless squares would overflow
     with torch.no_grad():
-        X, outcome = _METHODS[method](divide(A, scale), rtol, max_iter, callback, options)
-    X = divide(X, scale)
+        X, outcome = _METHODS[method](ldexp(A, exponent), rtol, max_iter, callback, options)
+    X = ldexp(X, exponent)  # inverse(2^e A) = 2^-e inverse(A)
     converged, message = outcome.converged, outcome.message
     # ‖A‖_F ‖X‖_F, computed as ‖A/c‖_F ‖cX‖_F with c = max |a_ij| so that it cannot overflow
     c = _max_abs(A)

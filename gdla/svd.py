@@ -45,10 +45,26 @@ from typing import Any, cast
 import torch
 from torch.nn.utils import parametrizations
 
-from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate, torch_optimizer_step
+from ._iterate import (
+    TORCH_OPTIMIZERS,
+    OptimizerStep,
+    Outcome,
+    autograd_on,
+    default_rtol,
+    iterate,
+    normal_tensor,
+    torch_optimizer_step,
+)
 from ._result import SVDResult
-from ._scaling import divide, power_of_two_scale
-from ._validation import OptionError, check_matrix, check_option, check_positive
+from ._scaling import ldexp, power_of_two_exponent
+from ._validation import (
+    OptionError,
+    check_matrix,
+    check_number,
+    check_option,
+    check_positive,
+    check_seed,
+)
 
 __all__ = ["svd", "METHODS"]
 
@@ -104,9 +120,7 @@ def _check_rank(function: str, name: str, value: object, upper: int) -> int:
 
 def _generator(function: str, seed: object, device: torch.device) -> torch.Generator:
     """A private generator on ``device`` seeded by ``seed`` (the global RNG is never used)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
-        raise OptionError(function, "seed to be a non-negative integer", repr(seed))
-    return torch.Generator(device=device).manual_seed(int(seed))
+    return torch.Generator(device=device).manual_seed(check_seed(function, seed))
 
 
 def _options(
@@ -550,10 +564,16 @@ def _solve_orthogonal(
     U0, V0, weights = _trace_start(A, k, generator)
     scale = _inverse_norm2(A, generator)
     holder = torch.nn.Module()
-    holder.U = torch.nn.Parameter(U0)
-    holder.V = torch.nn.Parameter(V0)
-    parametrizations.orthogonal(holder, "U")
-    parametrizations.orthogonal(holder, "V")
+    # torch's parametrization completes a non-square start to a square orthogonal
+    # matrix with torch.randn, from the global RNG: complete it here, from the private
+    # generator, and register square matrices whose leading k columns are U and V.
+    # With Householder reflectors (the real case) the trailing columns of the
+    # parameter do not move the leading ones, so this is the same optimisation.
+    holder.U = torch.nn.Parameter(_complete_basis(U0, generator))
+    holder.V = torch.nn.Parameter(_complete_basis(V0, generator))
+    orthogonal_map = None if A.is_complex() else "householder"
+    parametrizations.orthogonal(holder, "U", orthogonal_map=orthogonal_map)
+    parametrizations.orthogonal(holder, "V", orthogonal_map=orthogonal_map)
     params = list(holder.parameters())
     for p in params:  # stored transposed; torch's LBFGS needs contiguous gradients
         p.data = p.data.contiguous()
@@ -562,7 +582,8 @@ def _solve_orthogonal(
 
     def factors() -> tuple[torch.Tensor, torch.Tensor]:
         # Each access maps the free parameters to orthonormal U and V anew.
-        return cast(torch.Tensor, holder.U), cast(torch.Tensor, holder.V)
+        U, V = cast(torch.Tensor, holder.U), cast(torch.Tensor, holder.V)
+        return U[..., :k], V[..., :k]
 
     def loss() -> torch.Tensor:
         U, V = factors()
@@ -580,7 +601,21 @@ def _solve_orthogonal(
         _FUNCTION, loss, residual, params, optimizer, {**defaults[optimizer], **given}
     )
     outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    if not outcome.converged and step.restore_best(outcome):
+        with torch.no_grad():
+            residual()  # the factors of the restored parameters
+    latest = {key: value.detach() for key, value in latest.items()}
     return _positive_phase(latest["U"], latest["d"], latest["V"]), outcome
+
+
+def _complete_basis(Q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A square unitary matrix (*, m, m) whose leading columns are the orthonormal ``Q``
+    (*, m, k), completed from Gaussian columns of the private ``generator``."""
+    m, k = Q.shape[-2:]
+    if m == k:
+        return Q
+    N = _randn((*Q.shape[:-2], m, m - k), Q, generator)
+    return _qf(torch.cat([Q, N], dim=-1))
 
 
 def _penalty_start(A: torch.Tensor, k: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -638,11 +673,7 @@ def _solve_penalty_family(
     if method == "penalty":
         opts = _options(_FUNCTION, method, options, {"lr": 0.9, "momentum": 0.9})
         check_positive(_FUNCTION, "options['lr']", opts["lr"])
-        momentum = opts["momentum"]
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or momentum < 0:
-            raise OptionError(
-                _FUNCTION, "options['momentum'] to be a non-negative number", repr(momentum)
-            )
+        momentum = check_number(_FUNCTION, "options['momentum']", opts["momentum"], low=0)
         lr = float(opts["lr"])
 
         def step() -> float:
@@ -669,7 +700,9 @@ def _solve_penalty_family(
         )
 
     outcome = iterate(_FUNCTION, step, rtol=threshold, max_iter=max_iter, callback=callback)
-    return (U.detach(), s.detach().square(), V.detach()), outcome
+    if isinstance(step, OptimizerStep) and not outcome.converged:
+        step.restore_best(outcome)
+    return (U.detach().clone(), s.detach().square(), V.detach().clone()), outcome
 
 
 # ----------------------------------------------------------------------------
@@ -902,9 +935,9 @@ def svd(
     m, n = A.shape[-2:]
     k = min(m, n) if k is None else _check_rank(_FUNCTION, "k", k, min(m, n))
     rtol = default_rtol(A.dtype) if rtol is None else rtol
-    check_positive(_FUNCTION, "rtol", rtol)
+    rtol = check_positive(_FUNCTION, "rtol", rtol)
     max_iter = _MAX_ITER[method] if max_iter is None else max_iter
-    check_positive(_FUNCTION, "max_iter", max_iter, integer=True)
+    max_iter = int(check_positive(_FUNCTION, "max_iter", max_iter, integer=True))
     generator = _generator(_FUNCTION, seed, A.device)
 
     if A.numel() == 0:
@@ -922,17 +955,17 @@ def svd(
             Vh=Vh,
         )
 
-    scale = power_of_two_scale(A)  # 1 unless squares of A's entries would overflow
-    A = divide(A, scale)
+    exponent = power_of_two_exponent(A)  # 0 unless squares of A's entries would overflow
+    A = ldexp(A, exponent[..., None, None])
     if method in ("penalty", "sgd", "adam", "lbfgs"):
-        with torch.enable_grad():
+        with autograd_on():
             (U, S, V), outcome = _solve_penalty_family(
-                method, A, k, rtol, max_iter, callback, options, generator
+                method, normal_tensor(A), k, rtol, max_iter, callback, options, generator
             )
     elif method == "orthogonal":
-        with torch.enable_grad():
+        with autograd_on():
             (U, S, V), outcome = _solve_orthogonal(
-                A, k, rtol, max_iter, callback, options, generator
+                normal_tensor(A), k, rtol, max_iter, callback, options, generator
             )
     else:
         defaults: dict[str, dict[str, Any]] = {
@@ -946,7 +979,7 @@ def svd(
         solver = solvers.get(method, _solve_subspace)
         with torch.no_grad():
             (U, S, V), outcome = solver(A, k, rtol, max_iter, callback, opts, generator)
-    U, S, Vh = _canonical(U, S * scale[..., None], V)
+    U, S, Vh = _canonical(U, ldexp(S, -exponent[..., None]), V)
     return SVDResult(
         method=method,
         nit=outcome.nit,
