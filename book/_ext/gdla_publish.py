@@ -8,6 +8,14 @@ after the builder started is re-added as ``''``), so every page throws
 script names a CDN.  With thebe off, this extension removes those assets and the
 per-page thebe configuration, so that no page refers to another host.
 
+Colab
+    Colab opens only ``.ipynb`` files from GitHub, and the chapters are markdown.
+    The Pages workflow publishes every executed chapter, with a first cell that
+    installs ``gdla``, to the branch ``gdla_colab_branch`` (``tools/colab.py``);
+    each chapter's launch menu gets a "Colab" entry beside Binder's that opens
+    it there.  The theme's own Colab button cannot do this: it would open the
+    ``.md`` source of the branch Binder uses.
+
 Rebuilds
     Sphinx re-reads every page when an extension's ``env_version`` changes; this
     one's changes with the source of ``book/_ext``, so an edit there reaches
@@ -106,6 +114,53 @@ def _after_napoleon(
         lines[:] = _PLAIN_DOCSTRINGS.pop(name, lines)
 
 
+COLAB_URL = "https://colab.research.google.com"
+
+
+def colab_url(repository: str, branch: str, docname: str) -> str:
+    """Where Colab opens the notebook ``<docname>.ipynb`` of ``branch`` of a GitHub repository.
+
+    >>> colab_url("https://github.com/gdla-book/gdla", "notebooks", "book/tensors")
+    'https://colab.research.google.com/github/gdla-book/gdla/blob/notebooks/book/tensors.ipynb'
+    """
+    owner_repo = repository.removeprefix("https://github.com/").strip("/")
+    return f"{COLAB_URL}/github/{owner_repo}/blob/{branch}/{docname}.ipynb"
+
+
+def _add_colab_button(
+    app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
+) -> None:
+    """Add "Colab" to the launch menu of an executed chapter (after the theme built the menu)."""
+    branch = app.config.gdla_colab_branch
+    repository = (app.config.html_theme_options or {}).get("repository_url", "")
+    metadata = app.env.metadata.get(pagename, {})
+    if not branch or "github.com/" not in repository or "kernelspec" not in metadata:
+        return
+    buttons = context.get("header_buttons")
+    if buttons is None:
+        return
+    launch = next((group for group in buttons if group.get("label") == "launch-buttons"), None)
+    if launch is None:
+        launch = {
+            "type": "group",
+            "tooltip": "Launch interactive content",
+            "icon": "fas fa-rocket",
+            "buttons": [],
+            "label": "launch-buttons",
+        }
+        buttons.append(launch)
+    launch["buttons"].append(
+        {
+            "type": "link",
+            "text": "Colab",
+            "tooltip": "Open this chapter in Colab",
+            "icon": "_static/images/logo_colab.png",
+            "url": colab_url(repository, branch, pagename),
+            "label": "colab-button",
+        }
+    )
+
+
 def _extensions_version() -> int:
     """A number that changes with the source of the book's extensions (``book/_ext``).
 
@@ -128,6 +183,10 @@ def setup(app: Sphinx) -> dict[str, object]:
     # sphinx.ext.napoleon processes docstrings at the default priority, 500.
     app.connect("autodoc-process-docstring", _before_napoleon, priority=400)
     app.connect("autodoc-process-docstring", _after_napoleon, priority=600)
+    # The branch the Pages workflow publishes the Colab notebooks to ("" for none).
+    app.add_config_value("gdla_colab_branch", "", "html", types=[str])
+    # sphinx_book_theme builds the launch menu at priority 501.
+    app.connect("html-page-context", _add_colab_button, priority=600)
     return {
         "parallel_read_safe": True,
         "parallel_write_safe": True,
