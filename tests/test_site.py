@@ -340,8 +340,10 @@ def test_launch_download_and_copy_buttons(site: str, context: object, chapter: s
     assert binder in hrefs
     assert (ROOT / f"{chapter}.md").is_file()  # the file Binder opens exists in the repository
     assert repository in hrefs
-    # No Colab button: Colab opens only .ipynb files, and the chapters are .md (README).
-    assert not [href for href in hrefs if "colab.research.google.com" in href]
+    # Colab opens the executed notebook the Pages workflow publishes (tests/test_colab.py).
+    colab = f"https://colab.research.google.com/github/{owner_repo}/blob/"
+    colab += f"{CONFIG['sphinx']['config']['gdla_colab_branch']}/{chapter}.ipynb"
+    assert [href for href in hrefs if "colab.research.google.com" in href] == [colab]
 
     name = chapter.rsplit("/", 1)[-1]
     for kind, suffix in (("notebook", ".ipynb"), ("source", ".md")):
