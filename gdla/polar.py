@@ -282,8 +282,10 @@ def polar(
     - ``"muon"``: Muon's orthogonalisation (Jordan et al., 2024): :math:`X_0 = A /
       (\|A\|_F + 10^{-7})`, then at most ``max_iter`` = 5 steps of the fixed quintic
       :math:`p(x) = 3.4445x - 4.7750x^3 + 2.0315x^5`, in A's dtype (bfloat16 too).  It
-      is designed to push the singular values quickly into a band around 1, about
-      (0.7, 1.2), not to converge: it is ``converged`` only if it happens to meet ``rtol``.
+      is designed to push the singular values quickly into a band around 1, not to
+      converge (1 is not a fixed point): five steps map every normalised singular
+      value above 2e-3 into [0.68, 1.21], and later steps keep it there.  It is
+      ``converged`` only if it happens to meet ``rtol``.
 
     Stopping rule.  After each iteration the monitored residual
     :math:`r_k = \max_{\text{batch}} \|X_k^H X_k - I\|_F / \sqrt n` (n the smaller
@@ -294,9 +296,9 @@ def polar(
     It stops with ``converged=False`` after ``max_iter`` iterations, when the
     residual becomes NaN or infinite, or when ``callback`` returns True.  Then
     ``U`` is the last iterate and ``H`` the Hermitian part of :math:`U^H A` (one more
-    product).  The relative distance of U to the exact polar factor is about
-    :math:`r_k/2` (in exact arithmetic at most :math:`\sqrt n\, r_k`), and
-    :math:`\|A - UH\|_F/\|A\|_F` is of the same order.
+    product).  In exact arithmetic U has the singular vectors of A, so its distance
+    to the exact polar factor, relative to the latter's Frobenius norm
+    :math:`\sqrt n`, is at most :math:`r_k` (about :math:`r_k/2` near convergence).
 
     Rank-deficient A.  H is unique, U is not: any U with orthonormal columns that
     equals :math:`P_r Q_r^H` on the range of :math:`A^H` (r the rank) gives A = UH.
