@@ -95,9 +95,13 @@ def median_time(function: Callable[[], object], repeats: int = 5, *, sample: flo
     ``sample`` seconds, so that the clock's resolution and a single interruption
     do not decide the result; the median over ``repeats`` such samples is returned,
     which one slow sample (another process, a garbage collection) cannot move.
+    Where CUDA is available the clock stops only after the device has finished
+    (``torch.cuda.synchronize``), since kernels run asynchronously.
     """
+    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
     start = time.perf_counter()
     function()
+    synchronize()
     first = time.perf_counter() - start
     calls = max(1, min(1000, math.ceil(sample / max(first, 1e-9))))
     samples = []
@@ -105,6 +109,7 @@ def median_time(function: Callable[[], object], repeats: int = 5, *, sample: flo
         start = time.perf_counter()
         for _ in range(calls):
             function()
+        synchronize()
         samples.append((time.perf_counter() - start) / calls)
     return statistics.median(samples)
 
