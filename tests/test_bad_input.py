@@ -82,6 +82,19 @@ BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
         "unknown method": lambda: gdla.complete(square, mask, 1, method="magic"),
         "negative rtol": lambda: gdla.complete(square, mask, 1, rtol=-1.0),
     },
+    "gdla.polar": {
+        "a list instead of a tensor": lambda: gdla.polar([[1.0]]),
+        "integer dtype": lambda: gdla.polar(square.long()),
+        "bfloat16 outside method 'muon'": lambda: gdla.polar(square.bfloat16()),
+        "1-D A": lambda: gdla.polar(vector),
+        "NaN in A": lambda: gdla.polar(with_nan),
+        "Inf in A": lambda: gdla.polar(with_inf),
+        "unknown method": lambda: gdla.polar(square, method="magic"),
+        "negative rtol": lambda: gdla.polar(square, rtol=-1.0),
+        "non-integer max_iter": lambda: gdla.polar(square, max_iter=2.5),
+        "unknown option": lambda: gdla.polar(square, options={"magic": 1}),
+        "degree 4": lambda: gdla.polar(square, options={"degree": 4}),
+    },
 }
 
 CASES = [
