@@ -17,6 +17,7 @@ iteration), and solves its small least-squares problem with ``torch.linalg.lstsq
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import torch
@@ -74,7 +75,8 @@ def gmres_ir(
     largest = A.abs().amax(dim=(-2, -1))
     exponent = torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1]
     scale = torch.ldexp(torch.ones_like(largest), exponent)[..., None, None].to(A.dtype)
-    LU, pivots = torch.linalg.lu_factor((A / scale).to(LOWER_PRECISION[A.dtype]))
+    # A singular factor gives infinite corrections, which the loop reports as divergence.
+    LU, pivots, _ = torch.linalg.lu_factor_ex((A / scale).to(LOWER_PRECISION[A.dtype]))
     LU = LU.to(A.dtype)
 
     def precondition(R: torch.Tensor) -> torch.Tensor:  # (*, n, k): (LU)⁻¹ R, with A ≈ scale LU
@@ -95,6 +97,9 @@ def gmres_ir(
     label = f"GMRES-IR ({str(LOWER_PRECISION[A.dtype]).removeprefix('torch.')} LU preconditioner)"
     if eta <= rtol:
         return X, Outcome(0, True, f"{label}: the low-precision LU solution met rtol", [eta])
+    if not math.isfinite(eta):
+        message = f"{label}: the low-precision LU factors are singular (backward error {eta})"
+        return X, Outcome(0, False, message, [eta])
 
     # GMRES state, vectors as rows: basis (*, k, j+1, n), Hessenberg (*, k, j+2, j+1).
     state: dict[str, torch.Tensor] = {}
@@ -130,6 +135,8 @@ def gmres_ir(
         h = (h + again).squeeze(-1)
         norm = _column_norms(W)
         column = torch.cat([h, norm.to(h.dtype)], dim=-1)  # (*, k, j+2)
+        if not bool(torch.isfinite(column).all()):
+            return math.nan  # the loop reports divergence
         H = state["H"]
         H = torch.cat([H, H.new_zeros(*H.shape[:-2], 1, H.shape[-1])], dim=-2)
         state["H"] = torch.cat([H, column.unsqueeze(-1)], dim=-1)

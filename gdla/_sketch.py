@@ -79,8 +79,23 @@ class Preconditioner:
     minimum-norm ``y`` gives the minimum-norm ``x``.
     """
 
-    def __init__(self, R: torch.Tensor | None = None, N: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        R: torch.Tensor | None = None,
+        N: torch.Tensor | None = None,
+        spectrum: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         self.R, self.N = R, N
+        self._spectrum = spectrum
+
+    def spectrum(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Singular values (*, n) and right singular vectors ``Vh`` of the sketch, whose
+        ``Vᴴ Σ² V`` approximates ``AᴴA``; computed from ``R`` on first use."""
+        if self._spectrum is None:
+            assert self.R is not None
+            _, sigma, Vh = torch.linalg.svd(self.R)
+            self._spectrum = (sigma, Vh)
+        return self._spectrum
 
     def apply(self, Y: torch.Tensor) -> torch.Tensor:
         if self.R is not None:
@@ -111,7 +126,8 @@ def sketch_preconditioner(
     _, sigma, Vh = torch.linalg.svd(SA, full_matrices=False)
     keep = sigma > rank_tolerance * sigma[..., :1]
     inverse = torch.where(keep, 1 / torch.where(keep, sigma, torch.ones_like(sigma)), 0)
-    return Preconditioner(N=Vh.mH * inverse.to(Vh.dtype).unsqueeze(-2)), keep.sum(dim=-1)
+    N = Vh.mH * inverse.to(Vh.dtype).unsqueeze(-2)
+    return Preconditioner(N=N, spectrum=(sigma, Vh)), keep.sum(dim=-1)
 
 
 def _divide_norms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -213,8 +229,6 @@ def solve(
         def correction(Y: torch.Tensor) -> torch.Tensor:
             return Y
 
-    spectrum: list[tuple[torch.Tensor, torch.Tensor]] = []  # the SVD of R, once needed
-
     def true_error(X: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
         R = B - A @ X
         X_norm, R_norm, AR = _norm(X), _norm(R), A.mH @ R
@@ -222,13 +236,10 @@ def solve(
             eta = backward_error(A_norm, X_norm, B_norm, R_norm, _norm(AR))
             return (float(eta.amax()) if eta.numel() else 0.0), R, AR
         eta = optimal_backward_error(A_norm, X_norm, B_norm, R_norm, _norm(N.adjoint(AR)))
-        if float(eta.amax()) > rtol and N.R is not None:
+        if float(eta.amax()) > rtol:
             # The bound ignores the regularisation by ‖r‖²/‖x‖² that matters for large
             # residuals and small singular values: estimate with the SVD of R instead.
-            if not spectrum:
-                _, sigma, Vh = torch.linalg.svd(N.R)
-                spectrum.append((sigma, Vh))
-            sigma, Vh = spectrum[0]
+            sigma, Vh = N.spectrum()
             shift = _divide_norms(R_norm, X_norm).square()  # (*, 1, k)
             weights = (sigma.unsqueeze(-1).square() + shift).rsqrt()  # (*, n, k)
             sharp = _norm(weights.to(AR.dtype) * (Vh @ AR))
