@@ -32,10 +32,10 @@ __all__ = ["polar", "METHODS"]
 FUNCTION = "gdla.polar"
 
 #: The ``method=`` names accepted by :func:`polar`.
-METHODS = ("polar-express", "newton-schulz", "muon")
+METHODS = ("polar-express", "newton-schulz", "muon", "newton")
 
 #: Default ``max_iter`` of each method.
-DEFAULT_MAX_ITER = {"polar-express": 100, "newton-schulz": 100, "muon": 5}
+DEFAULT_MAX_ITER = {"polar-express": 100, "newton-schulz": 100, "muon": 5, "newton": 100}
 
 #: Default ``rtol`` for bfloat16 input (``"muon"`` only): about one unit roundoff.
 BFLOAT16_RTOL = 1e-2
@@ -50,6 +50,10 @@ SWITCH = 1e-3
 #: first steps cost digits of backward error at high condition numbers (about 1e-12
 #: at cond 1e8 without the cushion, 1e-14 with it), for no fewer iterations.
 CUSHION = 1e-2
+
+#: Scaled Newton stops scaling once the residual is below this: from there on the plain
+#: iteration converges quadratically, and scaling would only perturb it.
+_NEWTON_UNSCALED = 1e-2
 
 #: Inverse-iteration steps of the smallest-singular-value estimate.
 _INVERSE_STEPS = 3
@@ -203,10 +207,49 @@ def _muon(
     return X, products, outcome
 
 
+def _newton(
+    A: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, int, Outcome]:
+    """Scaled Newton ``X <- (ζ X + X^{-H} / ζ) / 2`` on the R factor of ``A = QR``.
+
+    The reference with inverses (Higham, 1986): ζ = (‖X^{-1}‖_F / ‖X‖_F)^(1/2) until
+    the residual is below 1e-2, then 1.  A tall A is first reduced to its square
+    triangular factor R (U = Q U_R); each step costs an inverse and, for the
+    monitored residual, a Gram matrix.
+    """
+    check_options(FUNCTION, "newton", options, ())
+    square = A.shape[-2] == A.shape[-1]
+    Q, X = (None, A) if square else torch.linalg.qr(A)
+    X = X / torch.linalg.matrix_norm(X)[..., None, None].clamp_min(torch.finfo(X.dtype).tiny)
+    products = 0 if square else 2  # the QR factorisation and the product Q @ U_R
+    residual = math.inf
+
+    def step() -> float:
+        nonlocal X, products, residual
+        inverse = torch.linalg.inv_ex(X).inverse
+        if residual > _NEWTON_UNSCALED:
+            zeta = (torch.linalg.matrix_norm(inverse) / torch.linalg.matrix_norm(X)).sqrt()
+            zeta = zeta[..., None, None].to(X.dtype)
+            X = (zeta * X + inverse.mH / zeta) / 2
+        else:
+            X = (X + inverse.mH) / 2
+        products += 2
+        residual = _residual(_gram(X))
+        return residual
+
+    outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    return (X if Q is None else Q @ X), products, outcome
+
+
 _METHODS = {
     "polar-express": _polar_express,
     "newton-schulz": _newton_schulz,
     "muon": _muon,
+    "newton": _newton,
 }
 
 
@@ -279,6 +322,18 @@ def polar(
       :math:`X_{k+1} = X_k (3I - X_k^H X_k)/2`, which converges for
       :math:`\sigma_{\max}(X_0) < \sqrt 3`, slowly (each small singular value grows by
       1.5 per step) and then quadratically.  Two matrix products per step.
+    - ``"newton"``: the reference with inverses, not products: the scaled Newton
+      iteration :math:`X_{k+1} = (\zeta_k X_k + X_k^{-H}/\zeta_k)/2` (Higham, 1986)
+      with :math:`\zeta_k = (\|X_k^{-1}\|_F/\|X_k\|_F)^{1/2}` until the residual is
+      below :math:`10^{-2}`, then :math:`\zeta_k = 1`; at most about 9 iterations
+      in double precision.  A tall A is first reduced to the triangular factor R
+      of its QR factorisation (U is Q times the polar factor of R).  A should have
+      full rank: an exactly singular X has no inverse, and the iteration stops at
+      once with ``converged=False``; if rounding leaves the zero singular values
+      tiny but nonzero, it behaves as described under rank deficiency below.  In
+      ``products`` an inverse counts as one product (both cost about :math:`2n^3`
+      flops), so a step counts two with the Gram matrix of the stopping rule; a
+      tall A adds two (its QR factorisation and the product with Q).
     - ``"muon"``: Muon's orthogonalisation (Jordan et al., 2024): :math:`X_0 = A /
       (\|A\|_F + 10^{-7})`, then at most ``max_iter`` = 5 steps of the fixed quintic
       :math:`p(x) = 3.4445x - 4.7750x^3 + 2.0315x^5`, in A's dtype (bfloat16 too).  It
@@ -315,7 +370,7 @@ def polar(
     A : Tensor
         Matrices of shape (*, m, n).
     method : str
-        ``"polar-express"`` (default), ``"newton-schulz"`` or ``"muon"``.
+        ``"polar-express"`` (default), ``"newton-schulz"``, ``"muon"`` or ``"newton"``.
     rtol : float, optional
         Tolerance of the stopping rule; default ``gdla._iterate.default_rtol(A.dtype)``
         (100 machine epsilons: 2.2e-14 in double, 1.2e-5 in float), 1e-2 for bfloat16.

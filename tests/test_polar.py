@@ -130,7 +130,7 @@ def test_minimax_rejects_bad_arguments() -> None:
     dtype=st.sampled_from([F32, F64, C64, C128]),
     batch=st.sampled_from([(), (3,), (2, 2)]),
     seed=st.integers(0, 1000),
-    method=st.sampled_from(["polar-express", "newton-schulz"]),
+    method=st.sampled_from(["polar-express", "newton-schulz", "newton"]),
 )
 def test_matches_the_svd_polar_factor(
     m: int,
@@ -183,6 +183,22 @@ def test_goal_fewer_products_than_newton_schulz(cond: float) -> None:
     # the count is the documented one: Gram of A, 3 (degree 5) or 2 per step, H
     assert express.products == 1 + 3 * express.nit + 1
     assert classic.products == 1 + 2 * classic.nit + 1
+
+
+@pytest.mark.parametrize("m", [40, 60])
+def test_scaled_newton_reference(m: int) -> None:
+    # Higham's scaled Newton iteration: at most 9 iterations in double precision.
+    for cond in (1e2, 1e8):
+        A = with_condition_number(40, cond, m=m, seed=13)
+        result = polar(A, method="newton")
+        assert result.converged, result.message
+        assert result.nit <= 9
+        assert backward_error(A, result.U, result.H) <= 1e-14
+        assert distance(result.U, svd_polar(A)[0]) <= 1e-15 * cond * 100
+        assert result.products == 2 * result.nit + (0 if m == 40 else 2) + 1  # + H = U^H A
+    # an exactly singular matrix has no inverse: the documented failure
+    failed = polar(torch.diag(torch.tensor([1.0, 0.5, 0.0], dtype=F64)), method="newton")
+    assert not failed.converged and "diverged" in failed.message
 
 
 def test_degree_three_and_a_given_lower_bound() -> None:
