@@ -138,6 +138,7 @@ def least_squares_optim(
     with autograd_on():
         x = normal_tensor(x0.detach()).clone(memory_format=torch.contiguous_format)
         x.requires_grad_(True)
+        L = normal_tensor(L)
 
     def loss() -> torch.Tensor:
         return 0.5 * (_squared_norms(forward(x)) / L).sum()

@@ -39,6 +39,14 @@ class Result:
     message: str
     history: list[float] = field(default_factory=list, repr=False)
 
+    def __post_init__(self) -> None:
+        # Every returned tensor is plain and materialized: no lazy conjugate or negative
+        # bit (views such as A.mH carry them), so that .numpy() and in-place ops work.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor) and (value.is_conj() or value.is_neg()):
+                object.__setattr__(self, f.name, value.resolve_conj().resolve_neg())
+
     def __repr__(self) -> str:
         parts = []
         for f in fields(self):

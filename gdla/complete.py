@@ -18,7 +18,15 @@ from typing import Any
 
 import torch
 
-from ._iterate import Outcome, default_rtol, iterate, torch_optimizer_step
+from . import _implicit
+from ._iterate import (
+    Outcome,
+    autograd_on,
+    default_rtol,
+    iterate,
+    normal_tensor,
+    torch_optimizer_step,
+)
 from ._result import CompletionResult
 from ._scaling import ldexp, power_of_two_exponent
 from ._validation import (
@@ -99,6 +107,11 @@ class _Problem:
         L, R = ldexp(L * root, -half[..., None, None]), ldexp(R * root, -half[..., None, None])
         return X, L, R
 
+    def normalise_tensors(self) -> None:
+        """Make the stored tensors normal ones (call inside :func:`autograd_on`): autograd
+        cannot save inference tensors, which inputs under torch.inference_mode() are."""
+        self.M, self.W, self.reg = (normal_tensor(t) for t in (self.M, self.W, self.reg))
+
     def error(self, L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
         """``P_Omega(L R^H - M)``."""
         return self.W * (L @ R.mH - self.M)
@@ -128,11 +141,13 @@ def _pair_norm(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
 
 def _check_inputs(M: object, mask: object) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate ``M`` and ``mask``; return ``P_Omega(M)`` and the mask expanded to M's shape."""
-    if not isinstance(M, torch.Tensor):
+    if not isinstance(M, torch.Tensor) or M.layout != torch.strided or M.device.type == "meta":
         check_matrix(_FUNCTION, "M", M)  # raises DtypeError
     assert isinstance(M, torch.Tensor)
     if not isinstance(mask, torch.Tensor):
         raise DtypeError(_FUNCTION, "mask to be a torch.Tensor of dtype bool", type(mask).__name__)
+    if mask.layout != torch.strided:
+        raise DtypeError(_FUNCTION, "mask to be a dense (strided) tensor", f"layout {mask.layout}")
     if mask.dtype != torch.bool:
         raise DtypeError(_FUNCTION, "mask of dtype torch.bool", str(mask.dtype))
     if mask.device != M.device:
@@ -401,6 +416,8 @@ def complete(
     >>> bool(torch.linalg.matrix_norm(result.X - truth) < 1e-8 * torch.linalg.matrix_norm(truth))
     True
     """
+    differentiable = _implicit.wanted(M)
+    M_input = M
     observed, mask = _check_inputs(M, mask)
     check_option(_FUNCTION, "method", method, METHODS)
     m, n = observed.shape[-2:]
@@ -452,25 +469,41 @@ def complete(
             outcome = iterate(_FUNCTION, stepper, rtol=rtol, max_iter=max_iter, callback=callback)
             L, R = state["L"], state["R"]
     else:
-        with torch.enable_grad():
+        with autograd_on():
+            problem.normalise_tensors()
             L, R = L.clone().requires_grad_(), R.clone().requires_grad_()
-            step = torch_optimizer_step(
-                _FUNCTION,
-                lambda: problem.value(L, R).sum(),
-                lambda: problem.residual(L, R),
-                [L, R],
-                method,
-                _optimizer_options(_FUNCTION, method, optimiser_options),
-            )
-            outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
-        L, R = L.detach(), R.detach()
+        step = torch_optimizer_step(
+            _FUNCTION,
+            lambda: problem.value(L, R).sum(),
+            lambda: problem.residual(L, R),
+            [L, R],
+            method,
+            _optimizer_options(_FUNCTION, method, optimiser_options),
+        )
+        outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+        if not outcome.converged:
+            step.restore_best(outcome)
+        L, R = L.detach().clone(), R.detach().clone()
 
     X, L, R = problem.unscale(L, R)
+    converged, message = outcome.converged, outcome.message
+    if converged and not bool(torch.isfinite(X).all()):
+        converged, message = False, f"not converged: X overflows {str(X.dtype)[6:]} ({message})"
+    if differentiable:
+        X, L, R = _implicit.attach_unsupported(
+            "gdla.complete: its results are not differentiable (a fit of low rank has no "
+            "unique derivative); detach M, or differentiate through the returned factors' "
+            "use instead",
+            M_input,
+            X,
+            L,
+            R,
+        )
     return CompletionResult(
         method=method,
         nit=outcome.nit,
-        converged=outcome.converged,
-        message=outcome.message,
+        converged=converged,
+        message=message,
         history=outcome.history,
         X=X,
         L=L,

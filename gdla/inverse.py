@@ -12,13 +12,22 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from . import _implicit
 from ._descent import (
     Callback,
     check_options,
     least_squares,
     lipschitz_constant,
 )
-from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate
+from ._iterate import (
+    TORCH_OPTIMIZERS,
+    Outcome,
+    autograd_on,
+    default_rtol,
+    iterate,
+    normal_tensor,
+    stopped_by_user,
+)
 from ._result import InverseResult
 from ._scaling import ldexp, power_of_two_exponent
 from ._validation import check_matrix, check_number, check_option, check_positive
@@ -134,6 +143,9 @@ def _least_squares(
         callback: Callback | None,
         options: Mapping[str, object] | None,
     ) -> tuple[torch.Tensor, Outcome]:
+        if method in TORCH_OPTIMIZERS:  # autograd cannot save inference tensors
+            with autograd_on():
+                A = normal_tensor(A)
         eye = _identity(A)
         A_norm = torch.linalg.matrix_norm(A)
         L = lipschitz_constant(A)
@@ -332,7 +344,8 @@ def inverse(
     if max_iter is None:
         max_iter = DEFAULT_MAX_ITER[method]
     max_iter = int(check_positive(FUNCTION, "max_iter", max_iter, integer=True))
-    A = A.detach()
+    differentiable = _implicit.wanted(A)
+    A_input, A = A, A.detach()
     if A.numel() == 0:
         return InverseResult(
             method=method,
@@ -358,8 +371,16 @@ def inverse(
             f"not converged: A is singular or too badly conditioned for {str(A.dtype)[6:]}: "
             f"‖A‖_F ‖X‖_F = {condition:.3g} >= {limit:.3g}, X is unreliable ({message})"
         )
-    elif not converged:
-        message += "; A may be singular or too badly conditioned for this rtol and method"
+    elif not bool(torch.isfinite(X).all()):
+        converged = False
+        message = f"not converged: X overflows {str(A.dtype)[6:]} ({message})"
+    elif not converged and not stopped_by_user(outcome):
+        message += (
+            "; the iteration did not reach rtol: A may be singular or too badly conditioned "
+            "for this method, or max_iter too small"
+        )
+    if differentiable:  # dX = -X dA X
+        X = _implicit.attach_inverse(A_input, X)
     return InverseResult(
         method=method,
         nit=outcome.nit,

@@ -45,6 +45,7 @@ from typing import Any, cast
 import torch
 from torch.nn.utils import parametrizations
 
+from . import _implicit
 from ._iterate import (
     TORCH_OPTIMIZERS,
     OptimizerStep,
@@ -931,7 +932,8 @@ def svd(
     """
     check_matrix(_FUNCTION, "A", A)
     check_option(_FUNCTION, "method", method, METHODS)
-    A = A.detach()
+    differentiable = _implicit.wanted(A)
+    A_input, A = A, A.detach()
     m, n = A.shape[-2:]
     k = min(m, n) if k is None else _check_rank(_FUNCTION, "k", k, min(m, n))
     rtol = default_rtol(A.dtype) if rtol is None else rtol
@@ -980,11 +982,16 @@ def svd(
         with torch.no_grad():
             (U, S, V), outcome = solver(A, k, rtol, max_iter, callback, opts, generator)
     U, S, Vh = _canonical(U, ldexp(S, -exponent[..., None]), V)
+    converged, message = outcome.converged, outcome.message
+    if converged and not bool(torch.isfinite(S).all()):
+        converged, message = False, f"not converged: S overflows {str(S.dtype)[6:]} ({message})"
+    if differentiable:  # dS = Re diag(U^H dA V); U and Vh raise in backward
+        U, S, Vh = _implicit.attach_svd(A_input, U, S, Vh)
     return SVDResult(
         method=method,
         nit=outcome.nit,
-        converged=outcome.converged,
-        message=outcome.message,
+        converged=converged,
+        message=message,
         history=outcome.history,
         U=U,
         S=S,

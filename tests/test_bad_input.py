@@ -28,6 +28,10 @@ with_nan[0, 0] = float("nan")
 with_inf = square.clone()
 with_inf[1, 2] = float("inf")
 mask = torch.ones(3, 3, dtype=torch.bool)
+coo = square.to_sparse()
+csr = square.to_sparse_csr()
+meta = torch.empty(3, 3, dtype=F64, device="meta")
+INF, NAN = float("inf"), float("nan")
 
 BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
     "gdla.solve": {
@@ -44,6 +48,13 @@ BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
         "unknown method": lambda: gdla.solve(square, vector, method="magic"),
         "negative rtol": lambda: gdla.solve(square, vector, rtol=-1.0),
         "zero max_iter": lambda: gdla.solve(square, vector, max_iter=0),
+        "sparse COO A": lambda: gdla.solve(coo, vector),
+        "sparse CSR A": lambda: gdla.solve(csr, vector),
+        "sparse b": lambda: gdla.solve(square, vector.to_sparse()),
+        "meta A": lambda: gdla.solve(meta, vector),
+        "NaN rtol": lambda: gdla.solve(square, vector, rtol=NAN),
+        "infinite rtol": lambda: gdla.solve(square, vector, rtol=INF),
+        "infinite lr": lambda: gdla.solve(square, vector, method="adam", options={"lr": INF}),
     },
     "gdla.inverse": {
         "a list instead of a tensor": lambda: gdla.inverse([[1.0]]),
@@ -56,6 +67,13 @@ BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
         "unknown method": lambda: gdla.inverse(square, method="magic"),
         "negative rtol": lambda: gdla.inverse(square, rtol=-1.0),
         "non-integer max_iter": lambda: gdla.inverse(square, max_iter=2.5),
+        "sparse COO A": lambda: gdla.inverse(coo),
+        "sparse CSR A": lambda: gdla.inverse(csr),
+        "meta A": lambda: gdla.inverse(meta),
+        "NaN lr": lambda: gdla.inverse(square, method="sgd", options={"lr": NAN}),
+        "infinite momentum": lambda: gdla.inverse(
+            square, method="original", options={"momentum": INF}
+        ),
     },
     "gdla.svd": {
         "a list instead of a tensor": lambda: gdla.svd([[1.0]]),
@@ -69,6 +87,12 @@ BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
         "non-integer k": lambda: gdla.svd(square, 1.5),
         "unknown method": lambda: gdla.svd(square, method="magic"),
         "negative rtol": lambda: gdla.svd(square, rtol=-1.0),
+        "sparse COO A": lambda: gdla.svd(coo),
+        "sparse CSR A": lambda: gdla.svd(csr),
+        "meta A": lambda: gdla.svd(meta),
+        "seed beyond 64 bits": lambda: gdla.svd(square, seed=2**70),
+        "NaN lr": lambda: gdla.svd(square, method="penalty", options={"lr": NAN}),
+        "infinite step": lambda: gdla.svd(square, method="riemannian", options={"step": INF}),
     },
     "gdla.complete": {
         "a list instead of a tensor": lambda: gdla.complete([[1.0]], mask, 1),
@@ -81,6 +105,12 @@ BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
         "rank > min(m, n)": lambda: gdla.complete(square, mask, 4),
         "unknown method": lambda: gdla.complete(square, mask, 1, method="magic"),
         "negative rtol": lambda: gdla.complete(square, mask, 1, rtol=-1.0),
+        "sparse COO M": lambda: gdla.complete(coo, mask, 1),
+        "sparse mask": lambda: gdla.complete(square, mask.to_sparse(), 1),
+        "meta M": lambda: gdla.complete(meta, mask, 1),
+        "seed beyond 64 bits": lambda: gdla.complete(square, mask, 1, seed=2**70),
+        "infinite reg": lambda: gdla.complete(square, mask, 1, options={"reg": INF}),
+        "NaN lr": lambda: gdla.complete(square, mask, 1, method="adam", options={"lr": NAN}),
     },
     "gdla.polar": {
         "a list instead of a tensor": lambda: gdla.polar([[1.0]]),

@@ -413,12 +413,18 @@ def test_seeded_deterministic_and_global_rng_untouched() -> None:
     assert other.history != first.history
 
 
-def test_input_needing_grad_is_left_alone() -> None:
+def test_input_needing_grad_gets_gradients_through_S_only() -> None:
     A = original_svd_matrices(F64)["M1"].requires_grad_()
     for method in ("subspace", "penalty"):
         result = svd(A, method=method, max_iter=5)
-        assert A.grad is None
-        assert not result.U.requires_grad and not result.S.requires_grad
+        assert A.grad is None  # the call itself never touches A's gradient
+        assert result.S.requires_grad and result.U.requires_grad
+        result.S.sum().backward()
+        expected = result.U.detach() @ result.Vh.detach()  # d(sum S)/dA = U V^H
+        assert torch.allclose(A.grad, expected)
+        A.grad = None
+        with pytest.raises(RuntimeError, match="gradients flow through S only"):
+            result.U.sum().backward()
 
 
 def test_works_inside_no_grad() -> None:
