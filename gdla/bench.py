@@ -57,6 +57,10 @@ __all__ = [
     "run",
     "topk_svd_rows",
     "polar_rows",
+    "least_squares_problem",
+    "least_squares_rows",
+    "preconditioned_iteration_rows",
+    "nonhermitian_row",
     "format_table",
     "machine",
     "median_time",
@@ -313,6 +317,100 @@ def _solve_rows(n: int) -> list[Row]:
     return rows
 
 
+def least_squares_problem(
+    m: int, n: int, cond: float, *, residual: float = 1e-3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A tall ``m x n`` problem with a known solution: ``(A, b, x)``.
+
+    ``A`` has condition number ``cond`` (singular values geometric from 1), ``x`` is
+    standard normal, and ``b = Ax + e`` with ``e`` orthogonal to the range of A and
+    ``‖e‖ = residual ‖Ax‖``, so that ``x`` is the exact least-squares solution.
+    """
+    A = matrices.with_condition_number(n, cond, m=m, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dtype=torch.float64, generator=generator)
+    noise = torch.randn(m, dtype=torch.float64, generator=generator)
+    Q = matrices.random_orthonormal(m, n, seed=seed)  # A = Q diag(s) V^H: Q spans range(A)
+    noise = noise - Q @ (Q.mT @ noise)
+    Ax = A @ x
+    b = Ax + residual * torch.linalg.vector_norm(Ax) * noise / torch.linalg.vector_norm(noise)
+    return A, b, x
+
+
+def _forward_error(x: torch.Tensor, truth: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(x - truth) / torch.linalg.vector_norm(truth))
+
+
+def least_squares_rows(
+    m: int = 20_000, n: int = 500, conds: tuple[float, ...] = (1e3, 1e6)
+) -> list[Row]:
+    """Tall least squares with a known solution: ``gdla.solve`` (its default, the sketch)
+    against ``torch.linalg.lstsq`` (default driver): forward error within 10 x lstsq's,
+    time at most 1 x (the stretch goal, 0.5 x, is printed in the goal)."""
+    rows = []
+    for cond in conds:
+        A, b, x = least_squares_problem(m, n, cond)
+        result = solve(A, b)
+        reference = torch.linalg.lstsq(A, b.unsqueeze(-1)).solution.squeeze(-1)
+        error, reference_error = _forward_error(result.x, x), _forward_error(reference, x)
+        seconds = median_time(partial(solve, A, b), repeats=3)
+        lstsq = median_time(partial(torch.linalg.lstsq, A, b.unsqueeze(-1)), repeats=3)
+        rows.append(
+            Row(f"least squares, {m}x{n}, cond {cond:.0e}, forward error", result.method,
+                result.nit, error, seconds, "torch.linalg.lstsq", lstsq,
+                f"error <= 10 x lstsq's {reference_error:.1e}; time <= 1 x (stretch 0.5 x)",
+                result.converged and error <= 10 * reference_error and seconds <= lstsq)
+        )  # fmt: skip
+    return rows
+
+
+def preconditioned_iteration_rows(
+    m: int = 20_000, n: int = 500, conds: tuple[float, ...] = (1e2, 1e4, 1e6, 1e8)
+) -> list[Row]:
+    """LSQR iterations of the sketch-preconditioned solve against the condition number:
+    the goal is iterations flat in cond (at most 1.5 x the fewest, over 1e2 to 1e8)."""
+    results = []
+    for cond in conds:
+        A, b, x = least_squares_problem(m, n, cond, seed=1)
+        started = time.perf_counter()
+        result = solve(A, b)
+        seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        reference = torch.linalg.lstsq(A, b.unsqueeze(-1)).solution.squeeze(-1)
+        lstsq = time.perf_counter() - started
+        results.append((cond, result, _forward_error(result.x, x), seconds, lstsq, reference))
+    fewest = min(result.nit for _, result, *_ in results)
+    flat = max(result.nit for _, result, *_ in results) <= 1.5 * fewest
+    return [
+        Row(f"sketch iterations, {m}x{n}, cond {cond:.0e} (one timed run)", result.method,
+            result.nit, error, seconds, "torch.linalg.lstsq", lstsq,
+            "iterations <= 1.5 x the fewest over cond 1e2-1e8", result.converged and flat)
+        for cond, result, error, seconds, lstsq, _ in results
+    ]  # fmt: skip
+
+
+def nonhermitian_row(n: int = 1024, cond: float = 1e3) -> Row:
+    """A square non-Hermitian system: ``gdla.solve``'s default (GMRES-IR) within 10 x
+    ``torch.linalg.solve``'s time, backward error at most 1e-13."""
+    A = matrices.with_condition_number(n, cond, seed=2)
+    b = torch.ones(n, dtype=torch.float64)
+    result = solve(A, b)
+    error = float(relative_residual(A, result.x.unsqueeze(-1), b.unsqueeze(-1)))
+    seconds = median_time(partial(solve, A, b))
+    reference = median_time(partial(torch.linalg.solve, A, b))
+    return Row(
+        f"non-Hermitian solve, {n}x{n}, cond {cond:.0e}, backward error",
+        result.method,
+        result.nit,
+        error,
+        seconds,
+        "torch.linalg.solve",
+        reference,
+        "time <= 10 x torch.linalg.solve, backward error <= 1e-13",
+        result.converged and error <= 1e-13 and seconds <= 10 * reference,
+    )
+
+
 def _completion_row(m: int, n: int, rank: int) -> Row:
     generator = torch.Generator().manual_seed(0)
     truth = torch.randn(m, rank, generator=generator, dtype=torch.float64) @ torch.randn(
@@ -402,11 +500,15 @@ def run(*, quick: bool = False) -> list[Row]:
         rows += [_large_inverse_row(256), _batched_inverse_row(1000), *_solve_rows(256)]
         rows += [_completion_row(100, 80, 3)]
         rows += polar_rows(64, 256)
+        rows += least_squares_rows(2000, 50)
+        rows += preconditioned_iteration_rows(2000, 50, (1e2, 1e8))
+        rows += [nonhermitian_row(256)]
     else:
         rows += topk_svd_rows(4000, 2000)
         rows += [_large_inverse_row(1024), _batched_inverse_row(10_000), *_solve_rows(1024)]
         rows += [_completion_row(400, 300, 5)]
         rows += polar_rows(256, 1024)
+        rows += least_squares_rows() + preconditioned_iteration_rows() + [nonhermitian_row()]
     return rows
 
 
