@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from . import _implicit
 from ._descent import Callback, check_options
 from ._iterate import Outcome, default_rtol, iterate
 from ._polynomial import (
@@ -406,6 +407,10 @@ def polar(
     OptionError
         Unknown ``method``, bad ``rtol``, ``max_iter`` or ``options``.
 
+    Gradients do not flow through U and H: when A requires grad, they are attached
+    to it by a function whose backward raises a clear error, rather than silently
+    detached.
+
     See Also
     --------
     torch.linalg.svd : the polar factor as ``U @ Vh`` of the thin SVD, the tests' oracle.
@@ -430,11 +435,12 @@ def polar(
     A = _check_input(A, method)
     if rtol is None:
         rtol = BFLOAT16_RTOL if A.dtype == torch.bfloat16 else default_rtol(A.dtype)
-    check_positive(FUNCTION, "rtol", rtol)
+    rtol = check_positive(FUNCTION, "rtol", rtol)
     if max_iter is None:
         max_iter = DEFAULT_MAX_ITER[method]
-    check_positive(FUNCTION, "max_iter", max_iter, integer=True)
-    A = A.detach()
+    max_iter = int(check_positive(FUNCTION, "max_iter", max_iter, integer=True))
+    differentiable = _implicit.wanted(A)
+    A_input, A = A, A.detach()
     m, n = A.shape[-2:]
     if A.numel() == 0:
         return PolarResult(
@@ -458,6 +464,14 @@ def polar(
         U = X.mH if wide else X
         H = U.mH @ A
         H = (H + H.mH) / 2
+    if differentiable:
+        U, H = _implicit.attach_unsupported(
+            "gdla.polar: U and H are not differentiable here; detach A (an optimiser's "
+            "step direction needs no gradient)",
+            A_input,
+            U,
+            H,
+        )
     return PolarResult(
         method=method,
         nit=outcome.nit,

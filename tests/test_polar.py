@@ -412,3 +412,17 @@ def test_bad_input_gets_a_clear_error(call, error: type[Exception], words: str) 
         call()
     assert str(raised.value).startswith("gdla.polar: expected ")
     assert words in str(raised.value)
+
+
+def test_gradients_raise_instead_of_detaching_and_inference_mode_works() -> None:
+    A = with_condition_number(4, 10.0, m=5, seed=15).requires_grad_()
+    result = polar(A)
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        result.U.sum().backward()
+    with torch.no_grad():
+        assert not polar(A).U.requires_grad
+    with torch.inference_mode():
+        inference = polar(A.detach(), method="newton")
+    assert inference.converged
+    again = polar(inference.U)  # an inference tensor as input
+    assert again.converged and orthogonality(again.U) <= 1e-14
