@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import _implicit
 from ._descent import Callback, check_options
@@ -254,6 +256,53 @@ _METHODS = {
 }
 
 
+def _tall_adjoint(
+    B: torch.Tensor, W: torch.Tensor, K: torch.Tensor, W_bar: torch.Tensor, K_bar: torch.Tensor
+) -> torch.Tensor:
+    """The adjoint ``B̄`` of the polar decomposition ``B = W K`` of a tall full-rank B.
+
+    From ``K² = B^H B`` (so ``K dK + dK K = dB^H B + B^H dB``) and
+    ``dW = (dB − W dK) K^{-1}``: ``B̄ = W̄ K^{-1} + 2 B Z``, where the Hermitian Z solves
+    the Lyapunov equation ``K Z + Z K = herm(K̄ − W^H W̄ K^{-1})``, solved in the
+    eigenvectors of K (``Z_ij = M_ij / (λ_i + λ_j)``).
+    """
+    lam, Q = torch.linalg.eigh(K)
+    smallest, largest = lam[..., 0], lam[..., -1]
+    if bool((smallest <= K.shape[-1] * torch.finfo(lam.dtype).eps * largest).any()):
+        raise RuntimeError(
+            "gdla.polar: the polar factor of a rank-deficient A is not unique, and not "
+            "differentiable there; its gradient is defined for full-rank A only"
+        )
+    K_inverse = (Q / lam.unsqueeze(-2).to(Q.dtype)) @ Q.mH
+    M = K_bar - W.mH @ W_bar @ K_inverse
+    M = Q.mH @ ((M + M.mH) / 2) @ Q
+    Z = Q @ (M / (lam.unsqueeze(-1) + lam.unsqueeze(-2)).to(M.dtype)) @ Q.mH
+    return W_bar @ K_inverse + 2 * B @ Z
+
+
+class _Polar(torch.autograd.Function):
+    """``(U, H)`` as functions of ``A``, with the gradient of the polar decomposition."""
+
+    @staticmethod
+    def forward(ctx: Any, A: torch.Tensor, U: torch.Tensor, H: torch.Tensor) -> Any:  # type: ignore[override]
+        ctx.save_for_backward(A, U, H)
+        return U.clone(), H.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, U_bar: torch.Tensor, H_bar: torch.Tensor) -> Any:
+        A, U, H = ctx.saved_tensors
+        if A.shape[-2] >= A.shape[-1]:
+            return _tall_adjoint(A, U, H, U_bar, H_bar), None, None
+        # A = U H wide: A^H = W K with W = U^H, K = U A^H, and H = W K W^H.
+        W = U.mH
+        K = U @ A.mH
+        K = (K + K.mH) / 2
+        W_bar = U_bar.mH + (H_bar + H_bar.mH) @ W @ K
+        K_bar = W.mH @ H_bar @ W
+        return _tall_adjoint(A.mH, W, K, W_bar, K_bar).mH, None, None
+
+
 def _check_input(A: object, method: str) -> torch.Tensor:
     """``check_matrix``, with bfloat16 accepted for ``method="muon"`` only."""
     if isinstance(A, torch.Tensor) and A.dtype == torch.bfloat16:
@@ -407,9 +456,12 @@ def polar(
     OptionError
         Unknown ``method``, bad ``rtol``, ``max_iter`` or ``options``.
 
-    Gradients do not flow through U and H: when A requires grad, they are attached
-    to it by a function whose backward raises a clear error, rather than silently
-    detached.
+    Gradients flow to A by the formula of the polar decomposition, not through the
+    iterations: with :math:`H^2 = A^HA` and :math:`dU = (dA - U\,dH)H^{-1}` (tall A),
+    :math:`\bar A = \bar U H^{-1} + 2AZ` where :math:`HZ + ZH` is the Hermitian part
+    of :math:`\bar H - U^H\bar U H^{-1}` (a Lyapunov equation, solved in the
+    eigenvectors of H); wide A through :math:`A^H`.  The backward pass raises an
+    error for a rank-deficient A, where U is not unique.
 
     See Also
     --------
@@ -465,13 +517,7 @@ def polar(
         H = U.mH @ A
         H = (H + H.mH) / 2
     if differentiable:
-        U, H = _implicit.attach_unsupported(
-            "gdla.polar: U and H are not differentiable here; detach A (an optimiser's "
-            "step direction needs no gradient)",
-            A_input,
-            U,
-            H,
-        )
+        U, H = _Polar.apply(A_input, U.detach(), H.detach())
     return PolarResult(
         method=method,
         nit=outcome.nit,

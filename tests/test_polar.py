@@ -414,11 +414,31 @@ def test_bad_input_gets_a_clear_error(call, error: type[Exception], words: str) 
     assert words in str(raised.value)
 
 
-def test_gradients_raise_instead_of_detaching_and_inference_mode_works() -> None:
-    A = with_condition_number(4, 10.0, m=5, seed=15).requires_grad_()
-    result = polar(A)
-    with pytest.raises(RuntimeError, match="not differentiable"):
-        result.U.sum().backward()
+@pytest.mark.parametrize("dtype", [F64, C128])
+@pytest.mark.parametrize(("m", "n"), [(5, 3), (4, 4), (3, 5)])
+def test_gradients_of_the_polar_decomposition_pass_gradcheck(
+    dtype: torch.dtype, m: int, n: int
+) -> None:
+    # The gradient is the decomposition's, whatever the method: the quick "newton"
+    # keeps gradcheck's many forward calls cheap; one batched case runs the default.
+    A = with_condition_number(n, 10.0, m=m, seed=16, dtype=dtype).requires_grad_()
+    assert torch.autograd.gradcheck(lambda A: polar(A, method="newton").U, (A,), atol=1e-6)
+    assert torch.autograd.gradcheck(lambda A: polar(A, method="newton").H, (A,), atol=1e-6)
+    if dtype == F64 and m > n:
+        batch = with_condition_number(n, 10.0, m=m, batch=(2,), seed=17).requires_grad_()
+
+        def factors(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            result = polar(A)
+            return result.U, result.H
+
+        assert torch.autograd.gradcheck(factors, (batch,))
+
+
+def test_gradients_raise_for_rank_deficiency_and_inference_mode_works() -> None:
+    s = torch.tensor([1.0, 0.5, 0.0], dtype=F64)
+    A = with_singular_values(s, 5, 3, seed=15).requires_grad_()
+    with pytest.raises(RuntimeError, match="rank-deficient"):
+        polar(A).U.sum().backward()
     with torch.no_grad():
         assert not polar(A).U.requires_grad
     with torch.inference_mode():
