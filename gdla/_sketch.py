@@ -30,32 +30,44 @@ from ._validation import OptionError, check_positive
 
 __all__ = ["sparse_sign_embedding", "sketch", "Preconditioner", "sketch_preconditioner", "solve"]
 
-#: Nonzeros per column of the sparse sign embedding (Tropp et al. recommend about 8).
-NONZEROS = 8
+#: Nonzeros per column of the sparse sign embedding: 8 for sketches of fewer than 4 n
+#: rows (as Tropp et al. recommend for d about 2 n), 4 for larger ones, where this
+#: package measured the same LSQR iterations as with 8 at half the cost of the sketch.
+NONZEROS = (8, 4)
 
 #: Default sketch size as a multiple of n.
 SKETCH_FACTOR = 8.0
 
 
 def sparse_sign_embedding(
-    m: int, d: int, *, generator: torch.Generator, dtype: torch.dtype, device: torch.device
+    m: int,
+    d: int,
+    *,
+    zeta: int,
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> torch.Tensor:
     """A d x m sparse sign embedding as a sparse CSR tensor.
 
-    Each of the m columns has ``min(8, d)`` entries ``±1/√ζ`` in rows drawn uniformly
-    with replacement (a row drawn twice sums its signs).  Drawn on the CPU from
-    ``generator``, then moved to ``device``.
+    Each of the m columns has ``min(zeta, d)`` entries ``±1/√ζ`` in rows drawn
+    uniformly with replacement (a row drawn twice sums its signs).  Drawn on the CPU
+    from ``generator``, then moved to ``device``.
     """
-    zeta = min(NONZEROS, d)
+    zeta = min(zeta, d)
     rows = torch.randint(0, d, (m * zeta,), generator=generator)
-    columns = torch.arange(m).repeat_interleave(zeta)
     signs = torch.randint(0, 2, (m * zeta,), generator=generator).to(dtype) * 2 - 1
+    # CSR needs the entries sorted by row: a stable sort, and row pointers from counts.
+    order = torch.argsort(rows, stable=True)
+    columns = torch.arange(m).repeat_interleave(zeta)[order]
+    pointers = torch.zeros(d + 1, dtype=torch.long)
+    pointers[1:] = torch.bincount(rows, minlength=d).cumsum(0)
     with warnings.catch_warnings():  # torch warns that sparse CSR support is in beta
         warnings.simplefilter("ignore", UserWarning)
-        S = torch.sparse_coo_tensor(
-            torch.stack([rows, columns]), signs / math.sqrt(zeta), (d, m), check_invariants=False
+        S = torch.sparse_csr_tensor(
+            pointers, columns, signs[order] / math.sqrt(zeta), (d, m), check_invariants=False
         )
-        return S.coalesce().to_sparse_csr().to(device)
+        return S.to(device)
 
 
 def sketch(S: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
@@ -199,7 +211,10 @@ def solve(
     S = None
     if d < length:
         generator = torch.Generator().manual_seed(seed)
-        S = sparse_sign_embedding(length, d, generator=generator, dtype=A.dtype, device=A.device)
+        zeta = NONZEROS[0] if d < 4 * size else NONZEROS[1]
+        S = sparse_sign_embedding(
+            length, d, zeta=zeta, generator=generator, dtype=A.dtype, device=A.device
+        )
         ST = sketch(S, T)
     else:
         ST = T
