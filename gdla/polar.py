@@ -461,7 +461,8 @@ def polar(
     :math:`\bar A = \bar U H^{-1} + 2AZ` where :math:`HZ + ZH` is the Hermitian part
     of :math:`\bar H - U^H\bar U H^{-1}` (a Lyapunov equation, solved in the
     eigenvectors of H); wide A through :math:`A^H`.  The backward pass raises an
-    error for a rank-deficient A, where U is not unique.
+    error for a rank-deficient A, where U is not unique, and for a result that is
+    not converged (Muon's approximate factor included).
 
     See Also
     --------
@@ -516,8 +517,16 @@ def polar(
         U = X.mH if wide else X
         H = U.mH @ A
         H = (H + H.mH) / 2
-    if differentiable:
+    if differentiable and outcome.converged:
         U, H = _Polar.apply(A_input, U.detach(), H.detach())
+    elif differentiable:
+        U, H = _implicit.attach_unsupported(
+            "gdla.polar: only a converged polar decomposition has the polar "
+            f"decomposition's gradient, and this one is not ({outcome.message})",
+            A_input,
+            U,
+            H,
+        )
     return PolarResult(
         method=method,
         nit=outcome.nit,

@@ -441,6 +441,9 @@ def test_gradients_raise_for_rank_deficiency_and_inference_mode_works() -> None:
         polar(A).U.sum().backward()
     with torch.no_grad():
         assert not polar(A).U.requires_grad
+    full = with_condition_number(3, 10.0, m=5, seed=18).requires_grad_()
+    with pytest.raises(RuntimeError, match="not converged"):
+        polar(full, method="muon").U.sum().backward()
     with torch.inference_mode():
         inference = polar(A.detach(), method="newton")
     assert inference.converged
