@@ -118,20 +118,6 @@ def median_time(function: Callable[[], object], repeats: int = 5, *, sample: flo
     return statistics.median(samples)
 
 
-def best_time(function: Callable[[], object], repeats: int = 3) -> float:
-    """Best wall-clock time of ``function()`` over ``repeats`` runs, after one warm-up run.
-
-    Kept for callers written before :func:`median_time`, which the benchmarks use.
-    """
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def machine() -> dict[str, str | int]:
     """The facts a timing depends on: CPU model, logical CPUs, torch threads and versions."""
     model = platform.processor() or platform.machine()
