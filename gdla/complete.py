@@ -350,6 +350,11 @@ def complete(
     are not of low rank, or too few observed entries, it need not be the matrix
     that generated the data.
 
+    Results are not differentiable: when M requires grad, they raise a clear error in
+    backward.  Every method works under :func:`torch.inference_mode` and with
+    inference tensors; the :mod:`torch.optim` methods return the best iterate seen when
+    they do not converge (the message says so).
+
     Parameters
     ----------
     M : Tensor
@@ -367,8 +372,8 @@ def complete(
         Largest number of iterations; default 1,000 for ``"als"``, 2,000 for
         ``"lbfgs"``, 20,000 for the others.
     callback : callable, optional
-        ``callback(i, r_i)`` is called after each iteration that has not
-        converged; returning True stops the iteration.
+        ``callback(i, r_i)`` is called after every iteration (the last one
+        included); returning True stops the iteration.
     options : dict, optional
         ``reg``, ``init`` and, for the :mod:`torch.optim` methods, the optimiser's
         arguments.  Unknown keys raise :class:`OptionError`.

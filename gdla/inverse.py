@@ -256,7 +256,9 @@ def inverse(
       :class:`~torch.optim.LBFGS` on :math:`f(X)/L` (summed over the batch), from the
       same start; ``options`` go to the optimiser's constructor (defaults: SGD
       ``lr=0.1, momentum=0.9``; Adam ``lr=1e-2``; LBFGS ``lr=1, max_iter=1,
-      history_size=20, line_search_fn="strong_wolfe"``).
+      max_eval=25, history_size=20, line_search_fn="strong_wolfe"`` with its own
+      tolerances off), with the same learning-rate halving, LBFGS restarts and best
+      iterate as :func:`gdla.solve`'s.
     - ``"original"``: the loop of the original 2020 blog series, kept to reproduce it:
       heavy-ball descent on the mean squared error :math:`\operatorname{mean}|XA - I|^2`
       with ``lr=0.9`` and ``momentum=0.9`` (``options`` may change both), starting from
@@ -278,7 +280,12 @@ def inverse(
     conditioned that X has at most about two correct digits (its relative error is
     about :math:`\kappa(A)\,\varepsilon`; a singular A's iterates stall there too).
     A singular or too badly conditioned A thus always gives ``converged=False``, never
-    silently wrong output; the ``message`` says why.
+    silently wrong output; the ``message`` says why.  An X that overflows the dtype is
+    never converged.
+
+    Gradients: when A requires grad, X is differentiable by implicit differentiation
+    (:math:`dX = -X\,dA\,X`, so :math:`\bar A = -X^H \bar X X^H`), not through the
+    iterations.  It works under :func:`torch.inference_mode` and with inference tensors.
 
     Parameters
     ----------
@@ -295,7 +302,8 @@ def inverse(
         Largest number of iterations.  Defaults: ``"newton-schulz"`` 100, ``"lbfgs"``
         1,000, ``"gd"``, ``"sgd"``, ``"adam"`` and ``"original"`` 10,000.
     callback : callable, optional
-        Called as ``callback(k, residual)`` after iteration ``k``; returning True stops.
+        Called as ``callback(k, residual)`` after every iteration ``k`` (the last one
+        included); returning True stops.
     options : dict, optional
         Optimiser keyword arguments for ``"sgd"``, ``"adam"``, ``"lbfgs"``; ``lr`` and
         ``momentum`` for ``"original"``; no options for the other methods.

@@ -56,6 +56,7 @@ from ._iterate import (
     normal_tensor,
     torch_optimizer_step,
 )
+from ._krylov import default_basis, lanczos_single
 from ._result import SVDResult
 from ._scaling import ldexp, power_of_two_exponent
 from ._validation import (
@@ -443,7 +444,14 @@ def _solve_lanczos(
     generator: torch.Generator,
 ) -> tuple[Factors, Outcome]:
     size = min(A.shape[-2:])
-    p = _check_count(_FUNCTION, "options['oversampling']", opts["oversampling"])
+    if opts["oversampling"] is None and k + 2 <= size:
+        # Default: one vector per step (gdla._krylov), the fewest products.
+        basis = opts["max_basis"]
+        basis = default_basis(k, size) if basis is None else _check_count(
+            _FUNCTION, "options['max_basis']", basis)  # fmt: skip
+        return _tall(A, lambda T: lanczos_single(
+            T, k, basis, generator, rtol=rtol, max_iter=max_iter, callback=callback))  # fmt: skip
+    p = _check_count(_FUNCTION, "options['oversampling']", opts["oversampling"] or 10)
     block = min(k + p, size)
     # The next block must fit beside the largest basis kept at a restart (k vectors):
     # when it cannot, one block spanning the whole space makes the first iteration exact.
@@ -884,12 +892,20 @@ def svd(
     max_iter : int, optional
         Largest number of iterations; the default depends on the method (see above).
     callback : callable, optional
-        ``callback(i, r_i)`` is called after each iteration that has not converged;
-        returning True stops the iteration.
+        ``callback(i, r_i)`` is called after every iteration (the last one
+        included); returning True stops the iteration.
     options : dict, optional
         Method-specific options (see above); unknown keys raise :class:`OptionError`.
     seed : int, optional
         Seed of the private generator of the random start.  Default 0.
+
+    Gradients: when A requires grad, ``S`` is differentiable (:math:`d\sigma_i =
+    \operatorname{Re} u_i^H\,dA\,v_i`, so :math:`\bar A = U \operatorname{diag}(\bar S)
+    V^H`), not through the iterations; ``U`` and ``Vh`` raise a clear error in backward.
+    Every method works under :func:`torch.inference_mode` and with inference tensors.
+    ``"orthogonal"`` completes its start to square orthogonal matrices from the private
+    generator, since torch's parametrization would draw the completion from the global
+    RNG.
 
     Returns
     -------
@@ -971,7 +987,7 @@ def svd(
             )
     else:
         defaults: dict[str, dict[str, Any]] = {
-            "lanczos": {"oversampling": 10, "max_basis": None},
+            "lanczos": {"oversampling": None, "max_basis": None},
             "subspace": {"oversampling": k + 40},
             "randomized": {"oversampling": 10},
             "riemannian": {"step": None},

