@@ -55,3 +55,21 @@ def test_complete_stays_on_the_device(device: torch.device) -> None:
     assert result.converged, result.message
     assert {result.X.device, result.L.device, result.R.device} == {device}
     assert float((result.X.cpu() - truth).norm() / truth.norm()) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["polar-express", "newton-schulz", "newton"])
+def test_polar_stays_on_the_device(device: torch.device, method: str) -> None:
+    A = matrix(7, device)
+    result = gdla.polar(A, method=method)
+    assert result.converged, result.message
+    assert {result.U.device, result.H.device} == {A.device}
+    U, _, Vh = torch.linalg.svd(A.cpu())
+    assert torch.allclose(result.U.cpu(), U @ Vh, atol=1e-10)
+
+
+def test_muon_runs_in_bfloat16_on_the_device(device: torch.device) -> None:
+    A = matrix(16, device).to(torch.bfloat16)
+    result = gdla.polar(A, method="muon")
+    assert result.U.device == A.device and result.U.dtype == torch.bfloat16
+    singular_values = torch.linalg.svdvals(result.U.float().cpu())
+    assert float(singular_values.min()) > 0.5 and float(singular_values.max()) < 1.5
