@@ -16,6 +16,26 @@ Colab
     it there.  The theme's own Colab button cannot do this: it would open the
     ``.md`` source of the branch Binder uses.
 
+Tables in the PDF
+    LaTeX's default ``tabulary`` shares the text width among the columns by the
+    length of their content: a wide table of numbers beside a column of prose gets
+    columns narrower than its numbers, which break ("8.9e-" / "16") or run into
+    the margin, headers are hyphenated letter by letter, and a tall table cannot
+    break across pages.  Here every table of the PDF is set in small type, never
+    hyphenated; one of more than a dozen rows is a ``longtable``, which breaks
+    across pages with its header repeated; and LaTeX measures the column widths
+    before setting the table: a column of numbers or short
+    words is exactly as wide as its widest entry (and its header's longest word),
+    so it never wraps; the columns of prose share what is left of the line, in
+    proportion to their length, each at least as wide as its longest word.  When
+    the table does not fit even then, it is set one size smaller (``\\scriptsize``).
+
+Numbers and code in the PDF
+    A number never breaks across lines: a hyphen before a digit ("8.9e-16",
+    "-0.5") allows no break, while one between letters ("heavy-ball") still does.
+    Long lines of code and output wrap at spaces, commas, brackets and the like,
+    but not after a full stop or a hyphen, which would split "2.14e-14".
+
 Rebuilds
     Sphinx re-reads every page when an extension's ``env_version`` changes; this
     one's changes with the source of ``book/_ext``, so an edit there reaches
@@ -41,8 +61,10 @@ from pathlib import Path
 from typing import Any
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
+from sphinx.util.texescape import escape as tex_escape
 
 
 def _thebe_enabled(app: Sphinx) -> bool:
@@ -161,6 +183,175 @@ def _add_colab_button(
     )
 
 
+# The LaTeX side of the table layout (see "Tables in the PDF"): measuring commands,
+# the column widths from the measures, and the table's font, spacing and hyphenation.
+PRINT_STY = r"""\NeedsTeXFormat{LaTeX2e}
+\ProvidesPackage{gdlaprint}[2026/12/01 gdla: tables that fit the page, numbers that never break]
+\newdimen\gdla@dim \newdimen\gdla@fixed \newdimen\gdla@prose \newdimen\gdla@rest
+\newdimen\gdla@total \newcount\gdla@col
+% The width stored for column #2 under name #1 (nat: widest entry, min: longest word, w: set).
+\def\gdla@get#1#2{\csname gdla@#1@\number#2\endcsname}
+\def\gdla@set#1#2#3{\expandafter\xdef\csname gdla@#1@\number#2\endcsname{\the\dimexpr#3\relax}}
+\def\gdla@keepmax#1#2{\ifdim\gdla@dim>\gdla@get{#1}{#2}\relax\gdla@set{#1}{#2}{\gdla@dim}\fi}
+% Measures, in the table's font: an entry of column #1 set on one line, a word of it.
+\newcommand\gdlaEntry[2]{\settowidth\gdla@dim{#2}\gdla@keepmax{nat}{#1}}
+\newcommand\gdlaWord[2]{\settowidth\gdla@dim{#2}\gdla@keepmax{min}{#1}}
+\newcommand\gdlaHeadWord[2]{\settowidth\gdla@dim{\sphinxstyletheadfamily#2}\gdla@keepmax{min}{#1}}
+% The width of column #1 of the table being set (a p{} column).
+\newcommand\gdlaColumn[1]{\gdla@get{w}{#1}}
+% Widths from the measures; #1 lists the columns' kinds: r, l (never wrap), L (prose).
+\def\gdla@layout#1{%
+  \gdla@fixed\z@ \gdla@prose\z@ \gdla@col\z@
+  \@tfor\gdla@kind:=#1\do{\advance\gdla@col\@ne
+    \gdla@dim\gdla@get{nat}\gdla@col\relax
+    \if L\gdla@kind \advance\gdla@prose\gdla@dim
+    \else
+      \ifdim\gdla@get{min}\gdla@col>\gdla@dim \gdla@dim\gdla@get{min}\gdla@col\relax\fi
+      \gdla@set{w}\gdla@col{\gdla@dim}\advance\gdla@fixed\gdla@dim
+    \fi}%
+  \gdla@rest\dimexpr\linewidth-\gdla@fixed-\tabcolsep*\gdla@col*2\relax
+  \gdla@total\dimexpr\gdla@fixed+\tabcolsep*\gdla@col*2\relax
+  \gdla@col\z@
+  \@tfor\gdla@kind:=#1\do{\advance\gdla@col\@ne
+    \if L\gdla@kind
+      \gdla@dim\gdla@get{nat}\gdla@col\relax
+      \ifdim\gdla@prose>\gdla@rest
+        \ifdim\gdla@rest>\z@
+          \gdla@dim\dimexpr\gdla@rest*\number\gdla@dim/\number\gdla@prose\relax
+        \else \gdla@dim\z@ \fi
+      \fi
+      \ifdim\gdla@get{min}\gdla@col>\gdla@dim \gdla@dim\gdla@get{min}\gdla@col\relax\fi
+      \gdla@set{w}\gdla@col{\gdla@dim}\advance\gdla@total\gdla@dim
+    \fi}}
+% Measure (#2: \gdlaEntry and \gdlaWord commands) and lay out (#3: kinds) in font #1.
+\def\gdla@try#1#2#3{#1\relax
+  \gdla@col\z@
+  \@tfor\gdla@kind:=#3\do{\advance\gdla@col\@ne
+    \gdla@set{nat}\gdla@col\z@ \gdla@set{min}\gdla@col\z@}%
+  #2\gdla@layout{#3}}
+% Before a table: its font, spacing and hyphenation, and its column widths (the
+% table follows in the same group, closed by \gdlaTableEnd).
+\newcommand\gdlaTable[2]{\begingroup
+  \setlength\tabcolsep{4pt}%
+  \hyphenpenalty\@M \exhyphenpenalty\@M \uchyph\z@
+  \let\sphinxhyphen\sphinxhyphennobreak
+  \gdla@try\footnotesize{#1}{#2}%
+  \ifdim\gdla@total>\linewidth \gdla@try\scriptsize{#1}{#2}\fi}
+\newcommand\gdlaTableEnd{\endgroup}
+% A hyphen before a digit or a sign, as in 8.9e-16, allows no line break (the
+% #1 swallows the {} of the \sphinxhyphen{} mark-up); between letters it does.
+\protected\def\sphinxhyphen#1{\futurelet\gdla@next\gdla@hyphen}
+\def\gdla@hyphen{\ifcat\noexpand\gdla@next a-\kern\z@\else\mbox{-}\fi}
+% Wrapped code and output: no break after a full stop or a hyphen (Sphinx's lists less those).
+\renewcommand*\sphinxbreaksafteractivelist{\do\,\do\;\do\?\do\!\do\/}
+\renewcommand*\sphinxbreaksafterlist{%
+  \do\PYGZus\_\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
+\endinput
+"""
+
+_NUMBER_CELL = re.compile(r"[-+\u2212]?(\d[\d,]*(\.\d*)?|\.\d+)([eE][-+\u2212]?\d+)?\s*%?")
+# A column whose entries are at most this many characters is set at its natural width.
+_SHORT_ENTRY = 16
+# A table with more rows may break across pages (a longtable); a shorter one is kept whole.
+_ROWS_ON_ONE_PAGE = 12
+
+
+def _latex_text(cell: nodes.Element) -> str:
+    """The entry as the table prints it, approximately: its text, in code type if it is code."""
+    text = " ".join(cell.astext().split())
+    escaped = tex_escape(text, "xelatex")
+    if any(True for _ in cell.findall(nodes.literal)):
+        return rf"\sphinxcode{{\sphinxupquote{{{escaped}}}}}"
+    return escaped
+
+
+def _simple_rows(table: nodes.table) -> tuple[list[nodes.Element], list[nodes.Element]] | None:
+    """The header and body rows of a table with one group and no spanning entries."""
+    groups = list(table.findall(nodes.tgroup))
+    if len(groups) != 1:
+        return None
+    group = groups[0]
+    header = [row for head in group.findall(nodes.thead) for row in head.findall(nodes.row)]
+    body = [row for part in group.findall(nodes.tbody) for row in part.findall(nodes.row)]
+    columns = int(group.get("cols", 0))
+    for row in header + body:
+        entries = list(row.findall(nodes.entry))
+        if len(entries) != columns or any(e.get("morecols") or e.get("morerows") for e in entries):
+            return None
+    return (header, body) if body and columns else None
+
+
+def _fit_table(table: nodes.table) -> bool:
+    """Make ``table`` a measured longtable (see "Tables in the PDF"); False if left alone."""
+    rows = _simple_rows(table)
+    parent = table.parent
+    if rows is None or parent is None:
+        return False
+    index = parent.index(table)
+    if index > 0 and isinstance(parent[index - 1], addnodes.tabular_col_spec):
+        return False  # the author chose the columns
+    if any(
+        isinstance(node, (nodes.Admonition, nodes.footnote, nodes.table))
+        for node in _ancestors(table)
+    ):
+        return False  # a longtable cannot go into a box
+    header, body = rows
+    columns = len(list(body[0].findall(nodes.entry)))
+    kinds, measures = [], []
+    for column in range(columns):
+        cells = [list(row.findall(nodes.entry))[column] for row in body]
+        texts = [" ".join(cell.astext().split()) for cell in cells]
+        numeric = all(_NUMBER_CELL.fullmatch(text) for text in texts if text)
+        short = max(len(text) for text in texts) <= _SHORT_ENTRY
+        kinds.append("r" if numeric else "l" if short else "L")
+        for cell in cells:
+            latex = _latex_text(cell)
+            measures.append(rf"\gdlaEntry{{{column + 1}}}{{{latex}}}")
+            measures += [
+                rf"\gdlaWord{{{column + 1}}}{{{tex_escape(word, 'xelatex')}}}"
+                for word in cell.astext().split()
+            ]
+        for row in header:
+            entry = list(row.findall(nodes.entry))[column]
+            measures += [
+                rf"\gdlaHeadWord{{{column + 1}}}{{{tex_escape(word, 'xelatex')}}}"
+                for word in entry.astext().split()
+            ]
+    align = {"r": r"\raggedleft", "l": r"\raggedright", "L": r"\raggedright"}
+    spec = "".join(
+        rf">{{{align[kind]}\arraybackslash}}p{{\gdlaColumn{{{column + 1}}}}}"
+        for column, kind in enumerate(kinds)
+    )
+    start = "\\gdlaTable{%\n" + "%\n".join(measures) + "}{" + "".join(kinds) + "}\n"
+    parent.insert(index, nodes.raw("", start, format="latex"))
+    parent.insert(index + 1, addnodes.tabular_col_spec(spec=spec))
+    parent.insert(index + 3, nodes.raw("", "\\gdlaTableEnd\n", format="latex"))
+    if len(body) > _ROWS_ON_ONE_PAGE and "longtable" not in table["classes"]:
+        table["classes"].append("longtable")
+    return True
+
+
+def _ancestors(node: nodes.Node) -> list[nodes.Node]:
+    found = []
+    while node.parent is not None:
+        node = node.parent
+        found.append(node)
+    return found
+
+
+def _fit_tables(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    if app.builder.format != "latex":
+        return
+    for table in list(doctree.findall(nodes.table)):
+        _fit_table(table)
+
+
+def _write_print_package(app: Sphinx) -> None:
+    if app.builder.format == "latex":
+        Path(app.outdir).mkdir(parents=True, exist_ok=True)
+        (Path(app.outdir) / "gdlaprint.sty").write_text(PRINT_STY)
+
+
 def _extensions_version() -> int:
     """A number that changes with the source of the book's extensions (``book/_ext``).
 
@@ -185,6 +376,10 @@ def setup(app: Sphinx) -> dict[str, object]:
     app.connect("autodoc-process-docstring", _after_napoleon, priority=600)
     # The branch the Pages workflow publishes the Colab notebooks to ("" for none).
     app.add_config_value("gdla_colab_branch", "", "html", types=[str])
+    # The PDF's tables: measured column widths, small type, breaking across pages.
+    app.add_latex_package("gdlaprint")
+    app.connect("builder-inited", _write_print_package)
+    app.connect("doctree-resolved", _fit_tables)
     # sphinx_book_theme builds the launch menu at priority 501.
     app.connect("html-page-context", _add_colab_button, priority=600)
     return {
