@@ -1,0 +1,529 @@
+"""Top-k SVD against every peer a user would pick, at the same two-sided residual.
+
+``python -m gdla.bench --peers`` (or ``python -m gdla.bench_svd``) prints, for each
+spectrum, size and target, the time and the number of matrix-vector products of
+:func:`gdla.svd`'s default and of its peers, each tuned minimally to reach the
+target:
+
+============  =================================================================
+``gdla``      :func:`gdla.svd` (default method); grid: ``rtol``
+``arpack``    :func:`scipy.sparse.linalg.svds`, ``solver="arpack"``; grid: ``tol``
+``propack``   :func:`scipy.sparse.linalg.svds`, ``solver="propack"``; grid: ``tol``
+``lobpcg``    :func:`scipy.sparse.linalg.svds`, ``solver="lobpcg"``; grid: ``tol``
+``sklearn``   :func:`sklearn.utils.extmath.randomized_svd`; grid: ``n_oversamples``
+              and ``n_iter``
+``lowrank``   :func:`torch.svd_lowrank`; grid: ``q`` and ``niter``
+============  =================================================================
+
+Every method is measured by the same two-sided residual of its top-``k`` triplets,
+
+.. math:: \\max_i \\max(\\|A v_i - \\sigma_i u_i\\|, \\|A^H u_i - \\sigma_i v_i\\|) / \\sigma_1,
+
+since one side alone vanishes by construction for the Lanczos-type methods (they
+form ``U = A V / S``).  "Tuned minimally": for each method the loosest tolerance
+(or the fewest passes, then the smallest block) of its grid, scanned from loose to
+tight, whose triplets meet the target; a method that no grid point brings to the
+target is reported as failing (``inf``).  Every library gets the same number of
+threads (:func:`torch.set_num_threads` and :mod:`threadpoolctl`); the tuning run is
+the warm-up; the tuned calls are then timed interleaved (one call of each method
+per round, so that a change of load hits all of them alike) and the median of the
+rounds is reported.  Products are counted as matrix-vector products with ``A`` or
+``A^H`` (a block of ``b`` columns counts ``b``): they do not depend on the load.
+
+scipy and scikit-learn are optional: without them their rows are skipped.  NumPy's
+and SciPy's OpenBLAS copies spin-wait for each other's cores unless
+``OPENBLAS_THREAD_TIMEOUT`` is small: :func:`main` sets it to 4 and, if NumPy was
+already loaded without it, runs itself again in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from . import matrices
+from .svd import svd
+
+__all__ = [
+    "SPECTRA",
+    "PEERS",
+    "PeerRun",
+    "peer_matrix",
+    "two_sided_residual",
+    "run_peer",
+    "tune_peer",
+    "peer_table",
+    "scaling",
+    "fit_slope",
+    "format_peer_table",
+    "main",
+]
+
+#: The spectra of the comparison: name -> description.
+SPECTRA = {
+    "0.9^j": "singular values 0.9**j (fast decay, easy)",
+    "0.99^j": "singular values 0.99**j (slow decay)",
+    "gaussian": "i.i.d. standard normal entries (flat top of the spectrum, hardest)",
+}
+
+#: The methods compared, in table order.
+PEERS = ("gdla", "arpack", "propack", "lobpcg", "sklearn", "lowrank")
+
+Factors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def peer_matrix(spectrum: str, m: int, n: int, *, seed: int = 0) -> torch.Tensor:
+    """The float64 ``m x n`` test matrix of ``spectrum`` (a key of :data:`SPECTRA`)."""
+    if spectrum == "0.9^j":
+        return matrices.decaying_spectrum(m, n, rate=0.9, seed=seed)
+    if spectrum == "0.99^j":
+        return matrices.decaying_spectrum(m, n, rate=0.99, seed=seed)
+    if spectrum == "gaussian":
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(m, n, generator=generator, dtype=torch.float64)
+    raise ValueError(f"spectrum must be one of {sorted(SPECTRA)}, got {spectrum!r}")
+
+
+def two_sided_residual(A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> float:
+    """``max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1`` of the columns of U, V."""
+    left = torch.linalg.vector_norm(A @ V - U * S, dim=0)
+    right = torch.linalg.vector_norm(A.mH @ U - V * S, dim=0)
+    return float(torch.maximum(left, right).max() / S.max())
+
+
+# ----------------------------------------------------------------------------
+# Counting products
+# ----------------------------------------------------------------------------
+
+
+class _TorchProducts(TorchFunctionMode):
+    """Counts the columns multiplied by ``A`` or ``A^H`` (views of A's storage) in torch."""
+
+    _PRODUCTS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.bmm}
+
+    def __init__(self, A: torch.Tensor) -> None:
+        super().__init__()
+        self.storage = A.untyped_storage().data_ptr()
+        self.count = 0
+
+    def _is_A(self, t: object) -> bool:
+        return isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == self.storage
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        result = func(*args, **(kwargs or {}))
+        if func in self._PRODUCTS and len(args) >= 2:
+            left, right = args[0], args[1]
+            if self._is_A(left) and not self._is_A(right):
+                self.count += right.numel() // left.shape[-1]
+            elif self._is_A(right) and not self._is_A(left):
+                self.count += left.numel() // right.shape[-2]
+        return result
+
+
+def _counting_operator(array: Any) -> tuple[Any, list[int]]:
+    """A scipy LinearOperator for ``array`` that counts the vectors it multiplies."""
+    from scipy.sparse.linalg import LinearOperator
+
+    count = [0]
+
+    def columns(x: Any) -> int:
+        return 1 if x.ndim == 1 else int(x.shape[1])
+
+    def matvec(x: Any) -> Any:
+        count[0] += columns(x)
+        return array @ x
+
+    def rmatvec(x: Any) -> Any:
+        count[0] += columns(x)
+        return array.T.conj() @ x
+
+    operator = LinearOperator(
+        array.shape, matvec=matvec, rmatvec=rmatvec, matmat=matvec, rmatmat=rmatvec,
+        dtype=array.dtype,
+    )  # fmt: skip
+    return operator, count
+
+
+# ----------------------------------------------------------------------------
+# The peers: each runner returns (U, S, V) as float64 torch tensors, top k first
+# ----------------------------------------------------------------------------
+
+
+def _from_numpy(u: Any, s: Any, vh: Any, k: int) -> Factors:
+    S = torch.from_numpy(s.copy())
+    order = torch.argsort(S, descending=True)[:k]
+    U = torch.from_numpy(u.copy())[:, order]
+    V = torch.from_numpy(vh.copy()).mH[:, order]
+    return U, S[order], V
+
+
+def _run_gdla(A: torch.Tensor, k: int, knob: dict[str, Any]) -> Factors:
+    result = svd(A, k, rtol=knob["rtol"])
+    return result.U, result.S, result.Vh.mH
+
+
+def _run_svds(solver: str) -> Callable[[Any, int, dict[str, Any]], Factors]:
+    def run(A: Any, k: int, knob: dict[str, Any]) -> Factors:
+        from scipy.sparse.linalg import svds
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lobpcg and propack warn when they stop early
+            u, s, vh = svds(A, k=k, tol=knob["tol"], solver=solver, rng=0, **knob.get("extra", {}))
+        return _from_numpy(u, s, vh, k)
+
+    return run
+
+
+def _run_sklearn(A: Any, k: int, knob: dict[str, Any]) -> Factors:
+    from sklearn.utils.extmath import randomized_svd
+
+    u, s, vh = randomized_svd(A, k, n_oversamples=knob["p"], n_iter=knob["n_iter"], random_state=0)
+    return _from_numpy(u, s, vh, k)
+
+
+def _run_lowrank(A: torch.Tensor, k: int, knob: dict[str, Any]) -> Factors:
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        U, S, V = torch.svd_lowrank(A, q=knob["q"], niter=knob["niter"])
+    finally:
+        torch.random.set_rng_state(state)
+    return U[:, :k], S[:k], V[:, :k]
+
+
+_RUNNERS: dict[str, Callable[[Any, int, dict[str, Any]], Factors]] = {
+    "gdla": _run_gdla,
+    "arpack": _run_svds("arpack"),
+    "propack": _run_svds("propack"),
+    "lobpcg": _run_svds("lobpcg"),
+    "sklearn": _run_sklearn,
+    "lowrank": _run_lowrank,
+}
+_NUMPY_PEERS = ("arpack", "propack", "lobpcg", "sklearn")
+
+
+def available(method: str) -> bool:
+    """Whether ``method``'s library is installed (scipy for svds, scikit-learn for sklearn)."""
+    module = {"sklearn": "sklearn"}.get(method, "scipy" if method in _NUMPY_PEERS else "torch")
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def run_peer(method: str, A: torch.Tensor, k: int, knob: dict[str, Any]) -> tuple[Factors, int]:
+    """Run ``method`` (a key of :data:`PEERS`) with setting ``knob``; return the factors and
+    the number of matrix-vector products with ``A`` or ``A^H`` it took."""
+    if method in ("gdla", "lowrank"):
+        with _TorchProducts(A) as counter:
+            factors = _RUNNERS[method](A, k, knob)
+        return factors, counter.count
+    array = A.numpy()
+    if method == "sklearn":
+        # randomized_svd: one product to sketch, two per power iteration, one to project.
+        q = k + knob["p"]
+        return _run_sklearn(array, k, knob), (2 * knob["n_iter"] + 2) * q
+    operator, count = _counting_operator(array)
+    return _RUNNERS[method](operator, k, knob), count[0]
+
+
+def _grid(method: str, target: float, k: int, n: int) -> Iterator[dict[str, Any]]:
+    """The settings of ``method``, from the loosest (cheapest) to the tightest."""
+    if method == "gdla":
+        # gdla's rtol bounds max(||AV-US||_F, ||A^H U - VS||_F) / ||A||_F, and ||A||_F >= s_1.
+        for exponent in (2, 1.5, 1, 0.5, 0, -0.5, -1, -2):
+            yield {"rtol": target * 10.0**exponent}
+    elif method in ("arpack", "propack", "lobpcg"):
+        # svds passes tol**2 to the eigensolver of A^H A: tol ~ sqrt(target) suffices.
+        extra = {"maxiter": 2000} if method == "lobpcg" else {}
+        for exponent in (0.5, 0, -0.5, -1, -1.5, -2, -3):
+            yield {"tol": math.sqrt(target) * 10.0**exponent, "extra": extra}
+        yield {"tol": 0.0, "extra": extra}  # machine precision
+    else:
+        # The fewest power iterations, capped at 32: beyond, a block method spends
+        # (2 * 32 + 2) * (k + p) products, far more than the Krylov methods need.
+        for p in (10, 40):
+            if k + p > n:
+                continue
+            for count in (0, 1, 2, 3, 4, 6, 8, 11, 16, 22, 32):
+                if method == "sklearn":
+                    yield {"p": p, "n_iter": count}
+                else:
+                    yield {"q": k + p, "niter": count}
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    """One method on one problem: its tuned setting, residual, products and median time."""
+
+    spectrum: str
+    m: int
+    n: int
+    target: float
+    method: str
+    setting: str
+    residual: float
+    products: int
+    seconds: float
+
+    @property
+    def met(self) -> bool:
+        return self.residual <= self.target
+
+
+def _key(knob: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """A hashable key of a setting (tolerances rounded, so that grids of different
+    targets share their common points)."""
+    return tuple((key, float(f"{value:.6g}")) for key, value in knob.items() if key != "extra")
+
+
+def tune_peer(
+    method: str,
+    A: torch.Tensor,
+    k: int,
+    target: float,
+    cache: dict[Any, tuple[float, int]] | None = None,
+) -> tuple[dict[str, Any] | None, float, int]:
+    """The cheapest grid setting of ``method`` meeting ``target``: (knob, residual, products).
+
+    Tolerance-driven methods: the loosest tolerance of the grid that meets the target.
+    Randomized methods: for each oversampling, the fewest passes that meet it; of
+    those, the one with the fewest products.  Returns ``(None, best residual, 0)``
+    when no setting meets it.  ``cache`` (one per method and matrix) keeps the
+    residual and products of each setting already run, for the next target.
+    """
+    cache = {} if cache is None else cache
+    best: tuple[dict[str, Any] | None, float, int] = (None, math.inf, 0)
+    done_blocks: set[int] = set()
+    closest = math.inf
+    for knob in _grid(method, target, k, A.shape[-1]):
+        block = knob.get("p", knob.get("q", 0))
+        if block in done_blocks:
+            continue
+        key = (method, _key(knob))
+        if key not in cache:
+            try:
+                (U, S, V), products = run_peer(method, A, k, knob)
+                cache[key] = (two_sided_residual(A, U, S, V), products)
+            except Exception:  # noqa: BLE001 - PROPACK and LOBPCG raise when they stall
+                cache[key] = (math.inf, 0)
+        residual, products = cache[key]
+        closest = min(closest, residual)
+        if residual <= target:
+            if best[0] is None or products < best[2]:
+                best = (knob, residual, products)
+            if method in ("sklearn", "lowrank"):
+                done_blocks.add(block)
+                continue
+            return best
+    return best if best[0] is not None else (None, closest, 0)
+
+
+def _describe(knob: dict[str, Any] | None) -> str:
+    if knob is None:
+        return "none meets target"
+    parts = []
+    for key, value in knob.items():
+        if key == "extra":
+            continue
+        parts.append(f"{key}={value:.1e}" if isinstance(value, float) else f"{key}={value}")
+    return ", ".join(parts)
+
+
+@contextmanager
+def same_threads(threads: int) -> Iterator[None]:
+    """Give torch and every BLAS/OpenMP pool in the process ``threads`` threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+    else:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def peer_table(
+    spectra: Sequence[str] = tuple(SPECTRA),
+    sizes: Sequence[tuple[int, int]] = ((1000, 500), (2000, 1000), (4000, 2000)),
+    targets: Sequence[float] = (1e-8, 1e-10, 1e-12),
+    *,
+    k: int = 10,
+    methods: Sequence[str] = PEERS,
+    repeats: int = 3,
+    threads: int | None = None,
+) -> list[PeerRun]:
+    """Tune every available method on every problem, then time the tuned calls interleaved."""
+    methods = [method for method in methods if available(method)]
+    threads = threads or torch.get_num_threads()
+    runs = []
+    with same_threads(threads), torch.no_grad():
+        for m, n in sizes:
+            for spectrum in spectra:
+                A = peer_matrix(spectrum, m, n)
+                array = A.numpy()
+                caches: dict[str, dict[Any, tuple[float, int]]] = {name: {} for name in methods}
+                for target in targets:
+                    tuned = {
+                        method: tune_peer(method, A, k, target, caches[method])
+                        for method in methods
+                    }
+                    calls = {}
+                    for method, (knob, _, _) in tuned.items():
+                        if knob is not None:
+                            operand = array if method in _NUMPY_PEERS else A
+                            runner = _RUNNERS[method]
+                            calls[method] = (runner, operand, knob)
+                    samples: dict[str, list[float]] = {method: [] for method in calls}
+                    for _ in range(repeats):
+                        for method, (runner, operand, knob) in calls.items():
+                            start = time.perf_counter()
+                            runner(operand, k, knob)
+                            samples[method].append(time.perf_counter() - start)
+                    for method, (knob, residual, products) in tuned.items():
+                        seconds = (
+                            statistics.median(samples[method]) if method in samples else math.inf
+                        )
+                        runs.append(
+                            PeerRun(spectrum, m, n, target, method, _describe(knob), residual,
+                                    products, seconds)
+                        )  # fmt: skip
+    return runs
+
+
+def fit_slope(sizes: Sequence[float], seconds: Sequence[float]) -> float:
+    """Least-squares slope of log(seconds) against log(size)."""
+    x = [math.log(size) for size in sizes]
+    y = [math.log(value) for value in seconds]
+    mx, my = statistics.fmean(x), statistics.fmean(y)
+    return sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sum(
+        (a - mx) ** 2 for a in x
+    )
+
+
+def scaling(
+    ns: Sequence[int] = (250, 500, 1000, 2000, 4000),
+    *,
+    spectrum: str = "0.9^j",
+    target: float = 1e-10,
+    k: int = 10,
+    methods: Sequence[str] = PEERS,
+    repeats: int = 3,
+    threads: int | None = None,
+) -> dict[str, tuple[list[int], list[float], float]]:
+    """Time of each tuned method against n for m = 2n; per method (ns, seconds, slope).
+
+    Only the sizes where a method meets the target enter its fit.
+    """
+    runs = peer_table(
+        (spectrum,), [(2 * n, n) for n in ns], (target,), k=k, methods=methods,
+        repeats=repeats, threads=threads,
+    )  # fmt: skip
+    out = {}
+    for method in dict.fromkeys(run.method for run in runs):
+        mine = [run for run in runs if run.method == method and run.met]
+        sizes = [run.n for run in mine]
+        seconds = [run.seconds for run in mine]
+        slope = fit_slope(sizes, seconds) if len(mine) >= 2 else math.nan
+        out[method] = (sizes, seconds, slope)
+    return out
+
+
+def format_peer_table(runs: Sequence[PeerRun]) -> str:
+    """The runs as a Markdown table, one line per problem, with each method's time
+    relative to the fastest method meeting the target (products in brackets)."""
+    from .plotting import markdown_table
+
+    problems: dict[tuple[str, int, int, float], dict[str, PeerRun]] = {}
+    for run in runs:
+        problems.setdefault((run.spectrum, run.m, run.n, run.target), {})[run.method] = run
+    methods = list(dict.fromkeys(run.method for run in runs))
+    headers = ["spectrum", "size", "target", "fastest (s)", *methods]
+    cells = []
+    for (spectrum, m, n, target), by_method in problems.items():
+        fastest = min(run.seconds for run in by_method.values())
+        if not math.isfinite(fastest):
+            fastest = math.nan
+        row: list[object] = [spectrum, f"{m}x{n}", f"{target:.0e}", f"{fastest:.3f}"]
+        for method in methods:
+            entry = by_method.get(method)
+            if entry is None:
+                row.append("n/a")
+            elif not math.isfinite(entry.seconds):
+                row.append(f"fails ({entry.residual:.0e})")
+            else:
+                row.append(f"{entry.seconds / fastest:.2f}x ({entry.products})")
+        cells.append(row)
+    return str(markdown_table(headers, cells).data)
+
+
+def _set_openblas_timeout(argv: list[str], module: str) -> None:
+    """Make both OpenBLAS copies stop spinning after 4 idle periods (re-exec if too late)."""
+    if os.environ.get("OPENBLAS_THREAD_TIMEOUT"):
+        return
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    if "numpy" in sys.modules:  # NumPy's OpenBLAS read the environment when it loaded
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", module, *argv])
+
+
+def main(argv: list[str] | None = None, *, module: str = "gdla.bench_svd") -> int:
+    """Command-line entry point: print the peer table and the scaling slopes."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1000x500 and 2000x1000 only")
+    parser.add_argument("--large", action="store_true", help="add 8000x4000")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the scaling fit")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every library")
+    parser.add_argument("--repeats", type=int, default=3)
+    args, _ = parser.parse_known_args(argv)
+    _set_openblas_timeout(argv, module)
+    sizes = [(1000, 500), (2000, 1000)] + ([] if args.quick else [(4000, 2000)])
+    if args.large:
+        sizes.append((8000, 4000))
+    threads = args.threads or torch.get_num_threads()
+    missing = [method for method in PEERS if not available(method)]
+    print(f"top-10 SVD, float64, {threads} threads for every library; two-sided residual target")
+    if missing:
+        print(f"skipped (library not installed): {', '.join(missing)}")
+    runs = peer_table(sizes=sizes, repeats=args.repeats, threads=threads)
+    print("time / fastest method meeting the target (matrix-vector products):")
+    print(format_peer_table(runs))
+    print("tuned settings:")
+    for run in runs:
+        print(f"  {run.spectrum} {run.m}x{run.n} {run.target:.0e} {run.method}: {run.setting},"
+              f" residual {run.residual:.1e}, {run.seconds:.3f} s")  # fmt: skip
+    if not args.no_scaling:
+        ns = (250, 500, 1000, 2000) if args.quick else (250, 500, 1000, 2000, 4000)
+        fits = scaling(ns, repeats=args.repeats, threads=threads)
+        print("scaling, 0.9^j, m = 2n, target 1e-10: slope of log time against log n")
+        for method, (sizes_n, seconds, slope) in fits.items():
+            times = ", ".join(f"{n}: {s:.3f}" for n, s in zip(sizes_n, seconds, strict=True))
+            print(f"  {method}: slope {slope:.2f} ({times})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
