@@ -5,10 +5,12 @@ matrix of a batch) with one of several ``method=`` choices, from the strongest t
 the original blog series' formulation, so that the book can compare them:
 
 ``"lanczos"`` (default)
-    Block Golub--Kahan--Lanczos bidiagonalization with thick restarts: where
-    subspace iteration keeps only its latest block, it keeps every block, and the
-    Rayleigh--Ritz step picks the best triplets in the span of all of them (a
-    Krylov space), as conjugate gradients does for gradient descent.
+    Golub--Kahan--Lanczos bidiagonalization with thick restarts (one vector per
+    step, :mod:`gdla._krylov`, except on small matrices, where one block spans
+    the space): where subspace iteration keeps only its latest block, it keeps
+    every block, and the Rayleigh--Ritz step picks the best triplets in the span
+    of all of them (a Krylov space), as conjugate gradients does for gradient
+    descent.
 ``"subspace"``
     Block subspace iteration with Rayleigh--Ritz.  It is the infinite step size
     limit of projected gradient ascent on :math:`\\tfrac12\\|A^H U\\|_F^2` over
@@ -444,8 +446,9 @@ def _solve_lanczos(
     generator: torch.Generator,
 ) -> tuple[Factors, Outcome]:
     size = min(A.shape[-2:])
-    if opts["oversampling"] is None and k + 2 <= size:
-        # Default: one vector per step (gdla._krylov), the fewest products.
+    if opts["oversampling"] is None and k + 2 * min(k + 10, size) <= size:
+        # Default: one vector per step (gdla._krylov), the fewest products; smaller
+        # matrices take the block path below, whose first block spans the whole space.
         basis = opts["max_basis"]
         basis = default_basis(k, size) if basis is None else _check_count(
             _FUNCTION, "options['max_basis']", basis)  # fmt: skip
@@ -769,7 +772,20 @@ def svd(
     Methods (``method=``):
 
     ``"lanczos"`` (default)
-        Block Golub--Kahan--Lanczos bidiagonalization (Golub, Luk and Overton,
+        By default (``oversampling`` not given) and when ``min(m, n) >= 3 k + 20``:
+        Golub--Kahan--Lanczos bidiagonalization with one vector per step (one
+        product with ``A`` and one with ``A^H`` per step), full reorthogonalization
+        and thick restarts: each iteration fills the bases to ``max_basis``
+        vectors (default ``max(2 k + 20, 3 k)``), stopping as soon as the
+        residual estimate read off the small bidiagonal matrix is below
+        ``rtol``, then keeps the leading ``(max_basis + k) // 2`` Ritz vectors.
+        A single vector needs the fewest products to reach a given accuracy,
+        far fewer than a block on flat spectra; like ARPACK and PROPACK it
+        finds one copy of a singular value that is exactly repeated (in exact
+        arithmetic) unless rounding or a restart brings in the others: pass
+        ``oversampling`` to use the block method below.  Otherwise (smaller
+        matrices, or ``oversampling`` given), block
+        Golub--Kahan--Lanczos bidiagonalization (Golub, Luk and Overton,
         1981) with full reorthogonalization and thick restarts (Baglama and
         Reichel, 2005).  From a Gaussian block ``W`` of ``b = min(k + p, m, n)``
         orthonormal columns it builds orthonormal bases ``U`` of
@@ -786,8 +802,9 @@ def svd(
         Ritz vectors.  The Krylov space adapts to the spectrum: far fewer
         products than subspace iteration when singular values decay slowly or
         cluster.  If ``k + 2 b > min(m, n)`` the block is the whole space and the
-        first iteration is exact.  Options: ``oversampling`` ``p`` (default 10)
-        and ``max_basis`` (default ``min(k + 3 b, min(m, n) - b)``, at least
+        first iteration is exact.  Options: ``oversampling`` ``p`` (block method
+        when given, default 10 for the small matrices) and ``max_basis``
+        (block method: default ``min(k + 3 b, min(m, n) - b)``, at least
         ``k + b``).
     ``"subspace"``
         Block subspace iteration on ``l = min(k + p, m, n)`` orthonormal columns
