@@ -528,7 +528,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smaller problems, seconds not minutes"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="top-k SVD against scipy's svds, scikit-learn and torch.svd_lowrank at the same"
+        " two-sided residual (gdla.bench_svd, whose options follow, e.g. --threads 2)",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.peers:
+        from .bench_svd import main as peers_main
+
+        return peers_main(rest + (["--quick"] if args.quick else []))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     rows = run(quick=args.quick)
     facts = machine()
     print(
