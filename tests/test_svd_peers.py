@@ -1,0 +1,195 @@
+"""gdla.svd's single-vector Lanczos kernel and the peer comparison of gdla.bench_svd.
+
+The kernel (gdla._krylov, the default of gdla.svd on matrices with min(m, n) >= 3k + 20)
+is checked against torch.linalg.svd over dtypes, batches and wide shapes, at the
+two-sided residual the benchmark uses, and on rank-deficient inputs (the Krylov space
+breaks down and restarts from a fresh vector).  The peer runners run at tiny sizes;
+scipy and scikit-learn are optional dependencies of the benchmark, so their tests are
+skipped with the reason when the library is missing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import gdla
+from gdla import bench_svd
+from gdla._krylov import default_basis, lanczos_single
+from gdla.matrices import decaying_spectrum, with_singular_values
+from gdla.metrics import orthogonality_error
+
+F64 = torch.float64
+
+
+def gdla_residual(A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> float:
+    """gdla.svd's documented residual max(||AV - US||_F, ||A^H U - VS||_F) / ||A||_F."""
+    S = S.to(A.dtype).unsqueeze(-2)
+    left = torch.linalg.matrix_norm(A @ V - U * S)
+    right = torch.linalg.matrix_norm(A.mH @ U - V * S)
+    return float((torch.maximum(left, right) / torch.linalg.matrix_norm(A)).max())
+
+
+@pytest.mark.parametrize("spectrum", list(bench_svd.SPECTRA))
+def test_default_meets_the_two_sided_target(spectrum: str) -> None:
+    # rtol bounds the Frobenius residual over ||A||_F >= sigma_1, so the per-triplet
+    # residual over sigma_1 is at most rtol * ||A||_F / sigma_1: asking for that much
+    # less reaches the benchmark's target.
+    A = bench_svd.peer_matrix(spectrum, 300, 150)
+    target, k = 1e-10, 10
+    sigma = torch.linalg.svdvals(A)
+    rtol = target * float(sigma[0] / torch.linalg.matrix_norm(A))
+    result = gdla.svd(A, k, rtol=rtol)
+    assert result.converged, result.message
+    V = result.Vh.mH
+    assert gdla_residual(A, result.U, result.S, V) <= rtol
+    assert bench_svd.two_sided_residual(A, result.U, result.S, V) <= target
+    assert torch.allclose(result.S, sigma[:k], rtol=0, atol=1e-9 * float(sigma[0]))
+
+
+def test_default_takes_far_fewer_products_than_the_block_method_on_a_flat_spectrum() -> None:
+    A = bench_svd.peer_matrix("gaussian", 300, 150)
+    single = {"rtol": 1e-10}
+    _, products = bench_svd.run_peer("gdla", A, 10, single)
+    with bench_svd._TorchProducts(A) as counter:
+        block = gdla.svd(A, 10, rtol=1e-10, options={"oversampling": 10})
+    assert block.converged
+    assert 3 * products < counter.count, (products, counter.count)
+
+
+CASES = [
+    (torch.float64, (), 80, 50),
+    (torch.float32, (), 80, 50),
+    (torch.complex128, (), 70, 45),
+    (torch.complex64, (), 70, 45),
+    (torch.float64, (3,), 60, 40),
+    (torch.complex128, (2,), 40, 60),  # wide, batched, complex
+    (torch.float64, (), 45, 90),  # wide
+]
+
+
+@pytest.mark.parametrize(("dtype", "batch", "m", "n"), CASES)
+def test_single_vector_kernel_matches_torch_linalg_svd(
+    dtype: torch.dtype, batch: tuple[int, ...], m: int, n: int
+) -> None:
+    k = 4
+    assert k + 2 * min(k + 10, min(m, n)) <= min(m, n)  # the single-vector path
+    size = min(m, n)
+    s = 0.8 ** torch.arange(size, dtype=F64)
+    A = with_singular_values(s.expand(*batch, size), m, n, seed=3, dtype=dtype)
+    result = gdla.svd(A, k)
+    eps = torch.finfo(dtype).eps
+    assert result.converged, result.message
+    assert result.U.shape == (*batch, m, k) and result.Vh.shape == (*batch, k, n)
+    assert result.U.dtype == dtype and result.S.dtype == A.real.dtype
+    exact = torch.linalg.svdvals(A)[..., :k]
+    assert float((result.S - exact).abs().max()) <= 1000 * eps
+    assert float(orthogonality_error(result.U).max()) <= 1000 * eps
+    assert float(orthogonality_error(result.Vh.mH).max()) <= 1000 * eps
+    assert gdla_residual(A, result.U, result.S, result.Vh.mH) <= 100 * eps
+    # Same singular vectors as LAPACK's, up to the phase the sign convention fixes.
+    U, _, Vh = torch.linalg.svd(A, full_matrices=False)
+    overlap = (U[..., :k].mH @ result.U).diagonal(dim1=-2, dim2=-1).abs()
+    assert float((overlap - 1).abs().max()) <= 1e4 * eps
+
+
+def test_kernel_restarts_from_a_fresh_vector_when_the_space_breaks_down() -> None:
+    # Rank 5: the Krylov space of one vector is invariant after 5 steps; the kernel
+    # continues from a random vector orthogonal to it and finds the zero singular values.
+    s = torch.cat([torch.linspace(2, 1, 5, dtype=F64), torch.zeros(55, dtype=F64)])
+    A = with_singular_values(s, 100, 60, seed=1)
+    generator = torch.Generator().manual_seed(0)
+    (U, S, V), outcome = lanczos_single(A, 8, 30, generator, rtol=1e-13, max_iter=100)
+    assert outcome.converged, outcome.message
+    assert torch.allclose(S, s[:8], atol=1e-12)
+    assert float(orthogonality_error(U)) < 1e-12 and float(orthogonality_error(V)) < 1e-12
+
+
+def test_kernel_thick_restarts_keep_the_residual_honest() -> None:
+    # A basis of k + 2 forces a restart after almost every step.
+    A = decaying_spectrum(200, 150, rate=0.97, seed=7)
+    generator = torch.Generator().manual_seed(0)
+    (U, S, V), outcome = lanczos_single(A, 4, 6, generator, rtol=1e-11, max_iter=5000)
+    assert outcome.converged, outcome.message
+    assert outcome.nit > 10
+    assert gdla_residual(A, U, S, V) <= 1e-11
+    assert torch.allclose(S, torch.linalg.svdvals(A)[:4], rtol=1e-10)
+
+
+def test_default_basis() -> None:
+    assert default_basis(10, 1000) == 40
+    assert default_basis(30, 1000) == 90
+    assert default_basis(10, 35) == 35
+
+
+def test_default_respects_max_iter_and_callback() -> None:
+    A = bench_svd.peer_matrix("gaussian", 200, 100)
+    calls: list[tuple[int, float]] = []
+    result = gdla.svd(A, 5, rtol=1e-14, max_iter=2, callback=lambda i, r: calls.append((i, r)))
+    assert not result.converged and result.nit == 2 and len(calls) == 2
+    assert result.history == [r for _, r in calls]
+
+
+# --- the peer comparison ------------------------------------------------------------------
+
+
+def test_two_sided_residual_sees_both_sides() -> None:
+    A = decaying_spectrum(30, 20, rate=0.5, seed=0)
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    U, S, V = U[:, :3], S[:3], Vh[:3].mH
+    assert bench_svd.two_sided_residual(A, U, S, V) < 1e-14
+    # U = A V / S makes the left side vanish whatever V is; the right side does not.
+    W = torch.linalg.qr(V + 1e-3 * torch.randn(20, 3, dtype=F64)).Q
+    AW = A @ W
+    norms = torch.linalg.vector_norm(AW, dim=0)
+    assert bench_svd.two_sided_residual(A, AW / norms, norms, W) > 1e-5
+
+
+def test_fit_slope_recovers_a_power_law() -> None:
+    sizes = [250, 500, 1000, 2000]
+    assert bench_svd.fit_slope(sizes, [3e-9 * n**1.5 for n in sizes]) == pytest.approx(1.5)
+
+
+def test_gdla_and_lowrank_runners_count_products() -> None:
+    A = bench_svd.peer_matrix("0.9^j", 120, 60)
+    (U, S, V), products = bench_svd.run_peer("lowrank", A, 5, {"q": 15, "niter": 2})
+    assert products == (2 * 2 + 2) * 15  # sketch, two power iterations, projection
+    knob, residual, products = bench_svd.tune_peer("gdla", A, 5, 1e-8)
+    assert knob is not None and residual <= 1e-8 and products > 0
+
+
+@pytest.mark.parametrize("method", ["arpack", "propack", "lobpcg", "sklearn"])
+def test_peer_runners(method: str) -> None:
+    library = "sklearn" if method == "sklearn" else "scipy"
+    pytest.importorskip(library, reason=f"{library} is an optional benchmark dependency")
+    A = bench_svd.peer_matrix("0.9^j", 120, 60)
+    knob, residual, products = bench_svd.tune_peer(method, A, 5, 1e-8)
+    assert knob is not None, f"{method} should reach 1e-8 on an easy 120 x 60 problem"
+    assert residual <= 1e-8 and products > 0
+    (U, S, V), _ = bench_svd.run_peer(method, A, 5, knob)
+    assert U.shape == (120, 5) and S.shape == (5,) and V.shape == (60, 5)
+    assert torch.allclose(S, torch.linalg.svdvals(A)[:5], rtol=1e-6)
+
+
+def test_peer_table_and_its_format() -> None:
+    pytest.importorskip("scipy", reason="scipy is an optional benchmark dependency")
+    runs = bench_svd.peer_table(
+        ["0.9^j"], [(120, 60)], [1e-8], k=5, methods=["gdla", "arpack"], repeats=1, threads=1
+    )
+    assert [run.method for run in runs] == ["gdla", "arpack"]
+    assert all(run.met and math.isfinite(run.seconds) for run in runs)
+    table = bench_svd.format_peer_table(runs)
+    assert "| 0.9^j | 120x60 | 1e-08 |" in table and "1.00x" in table
+
+
+def test_bench_cli_delegates_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdla import bench
+
+    received: list[list[str]] = []
+    monkeypatch.setattr(bench_svd, "main", lambda argv: received.append(argv) or 0)
+    assert bench.main(["--peers", "--quick", "--threads", "2"]) == 0
+    assert received == [["--threads", "2", "--quick"]]
+    with pytest.raises(SystemExit):
+        bench.main(["--threads", "2"])  # an option of the peer comparison only
