@@ -312,12 +312,16 @@ def least_squares_problem(
     standard normal, and ``b = Ax + e`` with ``e`` orthogonal to the range of A and
     ``‖e‖ = residual ‖Ax‖``, so that ``x`` is the exact least-squares solution.
     """
-    A = matrices.with_condition_number(n, cond, m=m, seed=seed)
+    # A = U diag(s) V^T as matrices.with_condition_number builds it, keeping U, which
+    # spans the range of A, for the residual.
+    U = matrices.random_orthonormal(m, n, seed=seed)
+    V = matrices.random_orthonormal(n, n, seed=seed + 1)
+    s = torch.logspace(0, -math.log10(cond), n, dtype=torch.float64)
+    A = (U * s) @ V.mT
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dtype=torch.float64, generator=generator)
     noise = torch.randn(m, dtype=torch.float64, generator=generator)
-    Q = matrices.random_orthonormal(m, n, seed=seed)  # A = Q diag(s) V^H: Q spans range(A)
-    noise = noise - Q @ (Q.mT @ noise)
+    noise = noise - U @ (U.mT @ noise)
     Ax = A @ x
     b = Ax + residual * torch.linalg.vector_norm(Ax) * noise / torch.linalg.vector_norm(noise)
     return A, b, x

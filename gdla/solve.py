@@ -8,19 +8,29 @@ broadcasts, dispatches, and packs the :class:`~gdla.SolveResult`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import torch
 
+from . import _implicit, _lsqr, _refine, _sketch
 from ._descent import (
     Callback,
     check_options,
     least_squares,
     lipschitz_constant,
 )
-from ._iterate import TORCH_OPTIMIZERS, Outcome, default_rtol, iterate
+from ._iterate import (
+    TORCH_OPTIMIZERS,
+    Outcome,
+    autograd_on,
+    default_rtol,
+    iterate,
+    normal_tensor,
+    stopped_by_user,
+)
 from ._result import SolveResult
-from ._scaling import divide, power_of_two_scale
+from ._scaling import ldexp, power_of_two_exponent
 from ._validation import ShapeError, check_matrix, check_option, check_positive
 
 __all__ = ["solve"]
@@ -28,12 +38,15 @@ __all__ = ["solve"]
 FUNCTION = "gdla.solve"
 
 
-#: Default ``max_iter`` of each method but ``"cg"``, whose default is ``max(10_000, 10 n)``.
+#: Default ``max_iter`` of each method but ``"cg"`` and ``"lsqr"``, whose default is
+#: ``max(10_000, 10 min(m, n))``.
 DEFAULT_MAX_ITER: dict[str, int] = {
     "gd": 10_000,
     "sgd": 10_000,
     "adam": 10_000,
     "lbfgs": 1_000,
+    "gmres-ir": 1_000,
+    "sketch": 1_000,
 }
 
 
@@ -52,7 +65,58 @@ class _BackwardError:
 
 
 class _NotPositiveDefiniteError(Exception):
-    """Raised inside CG's iteration when a direction p has p^H A p <= 0."""
+    """Raised inside CG's iteration when a direction p has p^H A p <= 0.
+
+    ``done`` holds the residuals of the iterations CG completed before, which the
+    fallback counts in ``nit`` and ``history``.
+    """
+
+    def __init__(self, done: list[float]) -> None:
+        super().__init__("A is not positive definite")
+        self.done = done
+
+
+#: ``converged`` is False when ‖A‖_F ‖x‖ / ‖b‖ >= _GROWTH_LIMIT / eps: x is then at least
+#: 1e-3 / eps times larger than A's scale explains, so A is singular (b outside its
+#: range: the iterates grow without bound) or so badly conditioned that x has at most
+#: about two correct digits.  The same limit as :func:`gdla.inverse`'s.
+_GROWTH_LIMIT = 1e-3
+
+
+class _Growth:
+    """max over batch and columns of ‖A‖_F ‖x‖ / ‖b‖ (0 for x = 0; inf for b = 0, x ≠ 0).
+
+    A lower bound on A's condition number ‖A‖_F ‖A⁻¹‖_2 when x solves Ax = b.  The
+    norms of A and b are computed once; each call costs one pass over x.
+    """
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor) -> None:
+        self.A_norm = torch.linalg.matrix_norm(A)[..., None]
+        self.B_norm = torch.linalg.vector_norm(B, dim=-2)
+        self.limit = _growth_limit(A.dtype)
+        self.dtype = A.dtype
+
+    def __call__(self, X: torch.Tensor) -> float:
+        size = self.A_norm * torch.linalg.vector_norm(X, dim=-2)
+        ratio = torch.where(size > 0, size / self.B_norm, torch.zeros_like(size))
+        return float(ratio.amax().nan_to_num(math.inf)) if ratio.numel() else 0.0
+
+    def reason(self, X: torch.Tensor) -> str | None:
+        """Why to stop when x has grown past the limit, else None."""
+        growth = self(X)
+        return _singular_message(growth, self.dtype) if growth >= self.limit else None
+
+
+def _growth_limit(dtype: torch.dtype) -> float:
+    return _GROWTH_LIMIT / torch.finfo(dtype).eps
+
+
+def _singular_message(growth: float, dtype: torch.dtype) -> str:
+    return (
+        f"A is singular (b outside its range) or too badly conditioned for "
+        f"{str(dtype).removeprefix('torch.')}: ‖A‖_F ‖x‖ / ‖b‖ = {growth:.3g} >= "
+        f"{_growth_limit(dtype):.3g}, x is unreliable"
+    )
 
 
 def _is_hermitian(A: torch.Tensor) -> bool:
@@ -92,22 +156,28 @@ def _cg_hermitian(
     P = R.clone()
     rho = torch.linalg.vector_norm(R, dim=-2, keepdim=True).square()  # (*, 1, k)
     zero = torch.zeros_like(rho)
+    done: list[float] = []
+    growth = _Growth(A, B)
 
     def step() -> float:
         nonlocal X, R, P, rho
         AP = A @ P
         curvature = (P.conj() * AP).sum(dim=-2, keepdim=True).real
         if bool(((curvature <= 0) & (rho > 0)).any()):
-            raise _NotPositiveDefiniteError
+            raise _NotPositiveDefiniteError(done)
         alpha = torch.where(curvature > 0, rho / curvature, zero)
         X = X + alpha * P
         R = R - alpha * AP
         rho_new = torch.linalg.vector_norm(R, dim=-2, keepdim=True).square()
         P = R + torch.where(rho > 0, rho_new / rho, zero) * P
         rho = rho_new
-        return monitor(X, R)
+        done.append(monitor(X, R))
+        return done[-1]
 
-    outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    outcome = iterate(
+        FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback,
+        exhausted=lambda: growth.reason(X),
+    )  # fmt: skip
     return X, outcome
 
 
@@ -117,6 +187,7 @@ def _cgls(
     rtol: float,
     max_iter: int,
     callback: Callback | None,
+    done: list[float] | None = None,
 ) -> tuple[torch.Tensor, Outcome]:
     """CGLS: conjugate gradients on the normal equations ``A^H A x = A^H b``.
 
@@ -124,6 +195,11 @@ def _cgls(
     ``B`` and every matrix of the batch in parallel.  The recurrence updates the
     residual ``r <- r - αAp`` (recomputing it from x instead slows convergence), and
     the stopping rule monitors that ``r``: two matrix-vector products per iteration.
+    It also stops, not converged, when ``x`` grows past the growth limit, or when
+    ``x`` is a least-squares solution, ``‖A^H r‖ <= rtol ‖A‖_F ‖r‖`` for every column,
+    while the backward error is still above ``rtol``: b is then outside A's range
+    and no x solves the system.  ``done`` are residuals of a stage before (CG),
+    counted in ``nit`` and ``history``.
     """
     monitor = _monitor(_BackwardError(A, B), rtol, A, B)
     X = torch.zeros_like(B)
@@ -147,7 +223,37 @@ def _cgls(
         gamma = gamma_new
         return monitor(X, R)
 
-    outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
+    A_norm = torch.linalg.matrix_norm(A)[..., None]
+    growth = _Growth(A, B)
+
+    def exhausted() -> str | None:
+        reason = growth.reason(X)
+        if reason is not None:
+            return reason
+        optimality = torch.linalg.vector_norm(S, dim=-2) / (
+            A_norm * torch.linalg.vector_norm(R, dim=-2)
+        )
+        if not bool((optimality <= rtol).all()):
+            return None
+        # The recurrence says x is a least-squares solution: confirm from r = b - Ax
+        # itself (two more products, once).
+        R_true = B - A @ X
+        S_true = A.mH @ R_true
+        optimality = torch.linalg.vector_norm(S_true, dim=-2) / (
+            A_norm * torch.linalg.vector_norm(R_true, dim=-2)
+        )
+        if bool((optimality <= rtol).all()):
+            return (
+                "x is a least-squares solution (‖Aᴴr‖ / (‖A‖_F ‖r‖) <= rtol) with a residual "
+                "that is not small: b is outside the range of A, which is singular, and no "
+                "x solves Ax = b"
+            )
+        return None
+
+    outcome = iterate(
+        FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback,
+        exhausted=exhausted, done=done or (),
+    )  # fmt: skip
     return X, outcome
 
 
@@ -162,17 +268,80 @@ def _cg(
     """CG on ``A`` when it is Hermitian positive definite, else CGLS (see :func:`solve`)."""
     check_options(FUNCTION, "cg", options, ())
     variant = "CGLS"
+    done: list[float] = []
     if _is_hermitian(A):
         try:
             X, outcome = _cg_hermitian(A, B, rtol, max_iter, callback)
-        except _NotPositiveDefiniteError:
-            variant = "CGLS (A is Hermitian but not positive definite)"
+        except _NotPositiveDefiniteError as error:
+            done = error.done  # CGLS continues the count
+            variant = (
+                f"CGLS (A is Hermitian but not positive definite), after {len(done)} CG iterations"
+            )
         else:
             outcome.message = f"CG (A is Hermitian positive definite): {outcome.message}"
             return X, outcome
-    X, outcome = _cgls(A, B, rtol, max_iter, callback)
+    X, outcome = _cgls(A, B, rtol, max_iter, callback, done)
     outcome.message = f"{variant}: {outcome.message}"
     return X, outcome
+
+
+def _verdict(
+    method: str,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    Y: torch.Tensor,
+    X: torch.Tensor,
+    outcome: Outcome,
+    rtol: float,
+) -> tuple[bool, str]:
+    """``converged`` and ``message`` of the result, from the evidence (see :func:`solve`).
+
+    ``A``, ``B`` and ``Y`` are the rescaled problem and its solution, ``X`` the answer.
+    The stopping rule's ``converged`` stands only for a finite x, and, for the square
+    methods, for an x whose growth ‖A‖_F ‖x‖ / ‖b‖ stays below the growth limit.  The
+    message blames A only on evidence: the growth, or a least-squares solution with a
+    residual that is not small (CGLS).
+    """
+    converged, message = outcome.converged, outcome.message
+    if not bool(torch.isfinite(X).all()):
+        return False, f"not converged: x overflows {str(X.dtype)[6:]} ({message})"
+    if method in RECTANGULAR_METHODS:  # their promise is the least-squares solution
+        return converged, message
+    reason = _Growth(A, B).reason(Y)
+    if reason is not None and "A is singular" not in message:
+        return False, f"not converged: {reason} ({message})"
+    if not converged and not stopped_by_user(outcome) and "A is singular" not in message:
+        R = B - A @ Y
+        A_norm = torch.linalg.matrix_norm(A)[..., None]
+        optimality = torch.linalg.vector_norm(A.mH @ R, dim=-2) / (
+            A_norm * torch.linalg.vector_norm(R, dim=-2)
+        )
+        if bool((optimality.nan_to_num(0.0) <= rtol).all()):
+            return False, (
+                f"{message}; x is a least-squares solution (‖Aᴴr‖ / (‖A‖_F ‖r‖) <= rtol) "
+                "with a residual that is not small: b is outside the range of A, which is "
+                "singular, and no x solves Ax = b"
+            )
+        message += (
+            "; the iteration did not reach rtol: a larger max_iter, a larger rtol or another "
+            "method may (A may also be badly conditioned for this method)"
+        )
+    return converged, message
+
+
+def _adjoint(A: torch.Tensor) -> _implicit.Adjoint | str:
+    """The adjoint solve of :func:`solve`'s backward pass, or why there is none."""
+    if A.shape[-1] != A.shape[-2]:
+        return (
+            "gdla.solve: gradients of rectangular (least-squares) solutions are not "
+            "supported; use torch.linalg.lstsq where you need them"
+        )
+
+    def adjoint(AH: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, bool, str]:
+        result = solve(AH, G)
+        return result.x, result.converged, result.message
+
+    return adjoint
 
 
 def _least_squares(
@@ -191,6 +360,9 @@ def _least_squares(
         callback: Callback | None,
         options: Mapping[str, object] | None,
     ) -> tuple[torch.Tensor, Outcome]:
+        if method in TORCH_OPTIMIZERS:  # autograd cannot save inference tensors
+            with autograd_on():
+                A, B = normal_tensor(A), normal_tensor(B)
         measure = _BackwardError(A, B)  # the sign of F = Ax - b does not matter
         L = lipschitz_constant(A)
         X0 = torch.zeros_like(B)
@@ -206,21 +378,73 @@ def _least_squares(
     return run
 
 
+def _lsqr_method(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, Outcome]:
+    """LSQR on A itself (see :mod:`gdla._lsqr`)."""
+    check_options(FUNCTION, "lsqr", options, ())
+    return _lsqr.lsqr(FUNCTION, A, B, rtol, max_iter, callback)
+
+
+def _sketch_method(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, Outcome]:
+    """Sketch-and-precondition LSQR with iterative refinement (see :mod:`gdla._sketch`)."""
+    chosen = check_options(FUNCTION, "sketch", options, ("sketch_factor", "seed"))
+    return _sketch.solve(FUNCTION, A, B, rtol, max_iter, callback, chosen)
+
+
+def _gmres_ir_method(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+    callback: Callback | None,
+    options: Mapping[str, object] | None,
+) -> tuple[torch.Tensor, Outcome]:
+    """GMRES-IR with a low-precision LU preconditioner (see :mod:`gdla._refine`)."""
+    chosen = check_options(FUNCTION, "gmres-ir", options, ("restart",))
+    return _refine.gmres_ir(FUNCTION, A, B, rtol, max_iter, callback, chosen)
+
+
 _METHODS = {
     "cg": _cg,
     "gd": _least_squares("gd"),
     **{name: _least_squares(name) for name in TORCH_OPTIMIZERS},
+    "lsqr": _lsqr_method,
+    "sketch": _sketch_method,
+    "gmres-ir": _gmres_ir_method,
 }
+
+#: The methods that accept a rectangular A (the others need a square one).
+RECTANGULAR_METHODS = ("sketch", "lsqr")
+
+
+def _default_method(A: torch.Tensor) -> str:
+    """``method=None``: "sketch" for rectangular A, "cg" for Hermitian A, else "gmres-ir"."""
+    if A.shape[-1] != A.shape[-2]:
+        return "sketch"
+    return "cg" if A.numel() == 0 or _is_hermitian(A) else "gmres-ir"
 
 
 def _broadcast(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Shapes as in ``torch.linalg.solve``: return A (*, n, n), B (*, n, k), and whether b was
+    """Shapes as in ``torch.linalg.solve``: return A (*, m, n), B (*, m, k), and whether b was
     a (batch of) vector(s), i.e. ``b.ndim == 1`` or ``b.shape == A.shape[:-1]``."""
-    n = A.shape[-1]
+    m, n = A.shape[-2:]
     vector = b.ndim == 1 or (b.ndim == A.ndim - 1 and b.shape == A.shape[:-1])
     B = b.unsqueeze(-1) if vector else b
-    expected = f"b of shape (*, {n}) or (*, {n}, k) to match A of shape {tuple(A.shape)}"
-    if B.ndim < 2 or B.shape[-2] != n:
+    expected = f"b of shape (*, {m}) or (*, {m}, k) to match A of shape {tuple(A.shape)}"
+    if B.ndim < 2 or B.shape[-2] != m:
         raise ShapeError(FUNCTION, expected, f"shape {tuple(b.shape)}")
     try:
         batch = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2])
@@ -228,20 +452,20 @@ def _broadcast(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         raise ShapeError(
             FUNCTION, f"{expected}, with broadcastable batch dimensions", f"shape {tuple(b.shape)}"
         ) from None
-    return A.expand(*batch, n, n), B.expand(*batch, n, B.shape[-1]), vector
+    return A.expand(*batch, m, n), B.expand(*batch, m, B.shape[-1]), vector
 
 
 def solve(
     A: torch.Tensor,
     b: torch.Tensor,
     *,
-    method: str = "cg",
+    method: str | None = None,
     rtol: float | None = None,
     max_iter: int | None = None,
     callback: Callback | None = None,
     options: Mapping[str, object] | None = None,
 ) -> SolveResult:
-    r"""Solve the square linear system :math:`Ax = b` by iteration.
+    r"""Solve :math:`Ax = b` by iteration: square systems, least squares, minimum norm.
 
     Supports input of float, double, cfloat and cdouble dtypes. Also supports batches of
     matrices, and if A is a batch of matrices then the output has the same batch dimensions.
@@ -252,11 +476,30 @@ def solve(
 
     As in :func:`torch.linalg.solve`, ``b`` is a (batch of) vector(s) when
     ``b.ndim == 1`` or ``b.shape == A.shape[:-1]``, and a (batch of) matrices of k
-    right-hand sides (*, n, k) otherwise; the batch dimensions of A and b broadcast.
+    right-hand sides (*, m, k) otherwise; the batch dimensions of A and b broadcast.
+
+    A of shape (*, m, n) need not be square.  For m > n, x minimises
+    :math:`\|Ax - b\|_2` (least squares); for m < n, x is the solution of minimum norm
+    (of minimum norm among the least-squares solutions if A is rank deficient), as
+    :func:`torch.linalg.lstsq` with ``driver="gelsd"`` returns.  Rectangular A takes
+    ``"sketch"`` (its default) or ``"lsqr"``.
+
+    The default ``method=None`` picks, from A's shape and symmetry:
+
+    - rectangular A: ``"sketch"``.  Its cost is one sparse sketch, a small QR and about
+      30 products with A and with Aᴴ whatever A's condition number, where a direct
+      solver costs :math:`2mn^2` flops; plain LSQR's iterations grow with the condition
+      number.
+    - square Hermitian A: ``"cg"`` (CG on A itself when A is also positive definite).
+    - any other square A: ``"gmres-ir"``, whose cost is a single-precision LU
+      factorisation (about half that of :func:`torch.linalg.solve`'s) plus a few
+      products; ``"cg"`` would run CGLS, whose iterations grow like :math:`\kappa(A)`.
+
+    ``result.method`` says which ran.
 
     Methods:
 
-    - ``"cg"`` (default): conjugate gradients.  When every matrix of the batch is
+    - ``"cg"``: conjugate gradients.  When every matrix of the batch is
       Hermitian (:math:`\|A - A^H\|_F \le 100\,\varepsilon \|A\|_F`), CG on
       :math:`Ax = b` itself, one matrix-vector product per iteration, its error
       contracting by about :math:`(\sqrt\kappa - 1)/(\sqrt\kappa + 1)` per
@@ -279,7 +522,56 @@ def solve(
       :class:`~torch.optim.LBFGS` on :math:`f(x)/L` (summed over batch and columns),
       from :math:`x_0 = 0`; ``options`` go to the optimiser's constructor (defaults:
       SGD ``lr=0.1, momentum=0.9``; Adam ``lr=1e-2``; LBFGS ``lr=1, max_iter=1,
-      history_size=20, line_search_fn="strong_wolfe"`` with its own tolerances off).
+      max_eval=25, history_size=20, line_search_fn="strong_wolfe"`` with its own
+      tolerances off).  SGD and Adam halve their learning rate after 20 iterations
+      without a new smallest residual; LBFGS restarts (fresh memory, the loss divided
+      by its current value) when a step does not decrease the loss or the loss has
+      fallen by 1e6 since the last restart, because torch's LBFGS stops updating its
+      memory once :math:`s^Ty < 10^{-10}`.  A run that does not converge returns the
+      iterate of smallest residual seen, and the ``message`` says so.
+    - ``"lsqr"``: LSQR (Paige and Saunders, 1982), Golub–Kahan bidiagonalisation from
+      :math:`x_0 = 0`, for any shape; two products (A and Aᴴ) per iteration.  It is CG on
+      the normal equations in exact arithmetic, so its error contracts by about
+      :math:`(\kappa - 1)/(\kappa + 1)` per iteration, but it is more stable in
+      floating point.  It monitors its recurrence estimates of :math:`\|r\|` and
+      :math:`\|A^Hr\|` (with the exact :math:`\|A\|_F`), and once they meet ``rtol``
+      computes :math:`r = b - Ax` and :math:`A^Hr` (two more products) and monitors those.
+    - ``"sketch"``: sketch-and-precondition (Blendenpik, LSRN) with iterative refinement.
+      A sparse sign embedding S, d × m with d = 8 n for tall A (ζ = 4 entries
+      :math:`\pm 1/\sqrt\zeta` per column in random rows, ζ = 8 when d < 4 n, drawn
+      from ``torch.Generator().manual_seed(seed)``), costs as much as ζ passes over A,
+      not the :math:`2dmn` flops of a dense sketch.  The QR factorisation
+      :math:`SA = QR` makes :math:`AR^{-1}` well conditioned (singular values between
+      about :math:`1/(1 + \sqrt{n/d})` and :math:`1/(1 - \sqrt{n/d})`) whatever A's
+      condition number, and LSQR on it converges by about :math:`\sqrt{n/d}` per
+      iteration.  It starts from the sketch-and-solve answer
+      :math:`x_0 = R^{-1}Q^H S b`; then each refinement computes :math:`r = b - Ax` and
+      :math:`A^Hr` from A, stops if the backward error below meets ``rtol``, and else
+      runs LSQR on :math:`\min_y \|AR^{-1}y - r\|` until LSQR's estimate of the
+      backward error meets ``rtol``, and adds :math:`R^{-1}y`.  Refinement makes the
+      answer backward stable (Epperly, Meier and Nakatsukasa, 2024).  If a diagonal
+      entry of R is at most :math:`\varepsilon \max(m, n)` times the largest (the rank
+      threshold of :func:`torch.linalg.lstsq`), the SVD of SA replaces R by
+      :math:`V\Sigma^+` (LSRN), which gives the minimum-norm solution.  Wide A sketches
+      :math:`A^H` and preconditions from the left, from :math:`x_0 = 0`, so x stays in
+      the row space: the minimum-norm solution.  When d ≥ the sketched dimension, S is
+      the identity.  ``nit`` counts LSQR iterations (two products each); ``history``
+      holds LSQR's estimates, and at each refinement the true backward error.
+      ``options``: ``sketch_factor`` (d / n, default 8) and ``seed`` (default 0).
+    - ``"gmres-ir"``: a low-precision factorisation preconditions a high-precision
+      iteration (Carson and Higham, 2017 and 2018).  A (divided by a power of two) is
+      LU-factored in single precision (float32 / complex64; single-precision input
+      factors in its own precision); x0 solves with those factors; each refinement
+      computes :math:`r = b - Ax` in A's precision and solves for the correction by GMRES
+      on :math:`(LU)^{-1}A\,d = (LU)^{-1}r`, the factors applied in A's precision.  The
+      preconditioned matrix is the identity plus a perturbation of order
+      :math:`\kappa(A)\,u_{\text{single}}`, so GMRES takes a handful of iterations for
+      :math:`\kappa(A) \ll 10^7` and still converges beyond, where refinement alone would
+      diverge.  ``nit`` counts GMRES iterations (one product each); ``history`` holds the
+      last true backward error times GMRES's reduction of the preconditioned residual,
+      and at each refinement the true backward error.  Each refinement restarts GMRES;
+      one restarts after ``options["restart"]`` (default 50) iterations, and the method
+      gives up when a refinement does not reduce the backward error by 10%.
 
     Stopping rule.  After each iteration the monitored residual, the normwise
     backward error :math:`\eta = \max_{\text{batch, columns}} \|Ax - b\|_2 /
@@ -288,44 +580,92 @@ def solve(
     :math:`\eta \le` ``rtol``: x is then the exact solution of a system whose A and b
     are perturbed by relative amounts at most ``rtol``.  It stops with
     ``converged=False`` after ``max_iter`` iterations, when the residual becomes NaN
-    or infinite, or when ``callback`` returns True.  A singular A with b outside its
-    range (no x has a small residual: CG then tends to the least-squares solution) or
-    a too badly conditioned A (CG does not reach ``rtol`` in ``max_iter`` iterations)
-    thus gives ``converged=False`` and a ``message`` saying so; the forward error of a
-    converged x is up to about :math:`\kappa(A)` times ``rtol``.
+    or infinite, or when ``callback`` returns True.  For the square methods (all but
+    ``"lsqr"`` and ``"sketch"``), ``converged`` is then set to False, with a message
+    that says A is singular or too badly conditioned, when the growth
+    :math:`\max_{\text{batch, columns}} \|A\|_F \|x\| / \|b\| \ge 10^{-3}/\varepsilon`
+    (machine epsilon of the dtype: 4.5e12 in double, 8.4e3 in float; the limit of
+    :func:`gdla.inverse`): x has then grown far beyond what A's scale explains, as the
+    iterates of CG do on a singular A with b outside its range, and small backward
+    error no longer means a useful x (its relative error is about
+    :math:`\kappa(A)\,\eta`).  CG and CGLS stop, not converged, as soon as x passes
+    that limit; CGLS, and every square method that ends unconverged, also report
+    when x is a least-squares solution (:math:`\|A^Hr\| \le` ``rtol``
+    :math:`\|A\|_F \|r\|` for every column) whose residual is not small: b is then
+    outside the range of a singular A and no x solves the system.  An x that
+    overflows the dtype is never converged.  The forward error of a converged x is up
+    to about :math:`\kappa(A)` times ``rtol``.  ``callback`` is called after every
+    iteration, the converging one included; when CG falls back to CGLS, ``nit``,
+    ``history`` and ``max_iter`` count the iterations of both.
+
+    Gradients: when A or b requires grad, x is differentiable by implicit
+    differentiation, not through the iterations: the backward pass solves
+    :math:`A^H \bar b = \bar x` once (with :func:`solve`'s default method) and sets
+    :math:`\bar A = -\bar b x^H`.  Rectangular (least-squares) solutions raise in
+    backward.  Inputs are never modified, and the call itself leaves their ``.grad``
+    alone; it works under :func:`torch.inference_mode` and with inference tensors.
+
+    For ``"lsqr"`` (and ``"sketch"`` on wide A) the monitored residual is LSQR's
+    least-squares backward error :math:`\eta = \max_{\text{batch, columns}}
+    \min\bigl(\|r\| / (\|A\|_F\|x\| + \|b\|),\ \|A^Hr\| / (\|A\|_F\|r\|)\bigr)`
+    with :math:`r = b - Ax` (0 where r = 0): the first ratio as above, the second small
+    when x is the exact least-squares solution for a matrix :math:`A + E` with
+    :math:`\|E\|_2 \le \eta \|A\|_F` (Stewart's backward error,
+    :math:`E = r r^H A / \|r\|^2`).  Stewart's ratio can stay near
+    :math:`\kappa u` even for the answer of a backward-stable solver, so ill-conditioned
+    problems with large residuals need a larger ``rtol`` with ``"lsqr"``.  For
+    ``"sketch"`` on tall A the second ratio is the Karlson–Waldén estimate of the
+    optimal backward error, :math:`\|(A^HA + \|r\|^2/\|x\|^2\, I)^{-1/2} A^Hr\| /
+    (\|A\|_F\|x\|)` (within a factor :math:`\sqrt2` of the smallest relative
+    perturbation of A that makes x an exact least-squares solution, Grcar, Saunders and
+    Su), with :math:`A^HA` replaced by :math:`R^HR` from the sketch (exact up to the
+    sketch's distortion, a factor of about :math:`1 \pm \sqrt{n/d}`), first bounded
+    cheaply by :math:`\|R^{-H}A^Hr\| / (\|A\|_F\|x\| + \|b\|)` and computed with the
+    SVD of R only when that bound does not meet ``rtol``.  A backward-stable direct
+    solver reaches about u on it, where Householder QR, as :func:`torch.linalg.lstsq`
+    uses, has forward error up to about :math:`\kappa u + \kappa^2 u \|r\| /
+    (\|A\| \|x\|)`.
 
     Parameters
     ----------
     A : Tensor
-        Square matrices of shape (*, n, n).
+        Matrices of shape (*, m, n); square (m = n) for every method but ``"sketch"``
+        and ``"lsqr"``.
     b : Tensor
-        Right-hand sides of shape (*, n) or (*, n, k), of A's dtype and device.
-    method : str
-        ``"cg"`` (default), ``"gd"``, ``"sgd"``, ``"adam"`` or ``"lbfgs"``.
+        Right-hand sides of shape (*, m) or (*, m, k), of A's dtype and device.
+    method : str, optional
+        ``None`` (default: chosen from A, see above), ``"cg"``, ``"gmres-ir"``,
+        ``"sketch"``, ``"lsqr"``, ``"gd"``, ``"sgd"``, ``"adam"`` or ``"lbfgs"``.
     rtol : float, optional
         Tolerance of the stopping rule; default ``gdla._iterate.default_rtol(A.dtype)``
-        (100 machine epsilons: 2.2e-14 in double, 1.2e-5 in float).
+        (100 machine epsilons: 2.2e-14 in double, 1.2e-5 in float), and for ``"sketch"``
+        one machine epsilon (2.2e-16 in double), the backward error of Householder QR:
+        its forward error is then comparable to :func:`torch.linalg.lstsq`'s.
     max_iter : int, optional
-        Largest number of iterations.  Defaults: ``"cg"`` ``max(10_000, 10 n)``,
-        ``"lbfgs"`` 1,000, ``"gd"``, ``"sgd"`` and ``"adam"`` 10,000.
+        Largest number of iterations.  Defaults: ``"cg"`` and ``"lsqr"``
+        ``max(10_000, 10 min(m, n))``, ``"lbfgs"``, ``"sketch"`` and ``"gmres-ir"``
+        1,000, ``"gd"``, ``"sgd"`` and ``"adam"`` 10,000.
     callback : callable, optional
-        Called as ``callback(k, residual)`` after iteration ``k``; returning True stops.
+        Called as ``callback(k, residual)`` after every iteration ``k`` (the last one
+        included); returning True stops.
     options : dict, optional
-        Optimiser keyword arguments for ``"sgd"``, ``"adam"`` and ``"lbfgs"``; the other
-        methods take none.
+        Optimiser keyword arguments for ``"sgd"``, ``"adam"`` and ``"lbfgs"``;
+        ``sketch_factor`` and ``seed`` for ``"sketch"``; ``restart`` for ``"gmres-ir"``;
+        the other methods take none.
 
     Returns
     -------
     SolveResult
-        ``x`` of the shape of ``b`` (after broadcasting the batch dimensions): (*, n) or
-        (*, n, k), with ``method``, ``nit``, ``converged``, ``message`` and ``history``
+        ``x`` of shape (*, n) or (*, n, k) (b's, with m replaced by n, after broadcasting
+        the batch dimensions), with ``method``, ``nit``, ``converged``, ``message`` and ``history``
         (the monitored residual after each iteration).  Empty input (n = 0, k = 0 or an
         empty batch) gives an empty ``x`` with ``converged=True`` and ``nit=0``.
 
     Raises
     ------
     ShapeError
-        A is not square, or b's shape does not match A's.
+        A is not a matrix, or not square for a method that needs it, or b's shape does
+        not match A's.
     DtypeError
         A or b is not a float32, float64, complex64 or complex128 tensor, or b's dtype
         differs from A's.
@@ -337,6 +677,7 @@ def solve(
     See Also
     --------
     torch.linalg.solve : the direct (LU-based) solver, the oracle of the tests.
+    torch.linalg.lstsq : the direct least-squares solver, the oracle for rectangular A.
     gdla.inverse : the inverse of A by iteration.
 
     Examples
@@ -348,23 +689,49 @@ def solve(
     >>> b = torch.arange(1.0, 7.0, dtype=torch.float64)
     >>> result = solve(A, b)
     >>> result.method, result.converged, result.x.shape
-    ('cg', True, torch.Size([6]))
+    ('gmres-ir', True, torch.Size([6]))
     >>> bool(torch.allclose(result.x, torch.linalg.solve(A, b), rtol=1e-10, atol=1e-12))
     True
+
+    A tall least-squares problem, 200 x 20:
+
+    >>> T = with_condition_number(20, 1e6, m=200, seed=1)
+    >>> c = torch.linspace(-1.0, 1.0, 200, dtype=torch.float64)
+    >>> fit = solve(T, c)
+    >>> fit.method, fit.converged, fit.x.shape
+    ('sketch', True, torch.Size([20]))
+    >>> reference = torch.linalg.lstsq(T, c.unsqueeze(-1)).solution.squeeze(-1)
+    >>> bool(torch.allclose(fit.x, reference, rtol=1e-6, atol=0))
+    True
     """
-    A = check_matrix(FUNCTION, "A", A, square=True)
+    A = check_matrix(FUNCTION, "A", A)
     b = check_matrix(FUNCTION, "b", b, min_ndim=1, dtype_like=A)
-    check_option(FUNCTION, "method", method, _METHODS)
-    if rtol is None:
-        rtol = default_rtol(A.dtype)
-    check_positive(FUNCTION, "rtol", rtol)
-    n = A.shape[-1]
-    if max_iter is None:
-        max_iter = max(10_000, 10 * n) if method == "cg" else DEFAULT_MAX_ITER[method]
-    check_positive(FUNCTION, "max_iter", max_iter, integer=True)
+    if method is not None:
+        check_option(FUNCTION, "method", method, _METHODS)
+    if rtol is not None:
+        rtol = check_positive(FUNCTION, "rtol", rtol)
+    m, n = A.shape[-2:]
+    if method is not None and m != n and method not in RECTANGULAR_METHODS:
+        raise ShapeError(
+            FUNCTION,
+            f"A to be square, of shape (*, n, n), for method {method!r} "
+            "(rectangular A takes method 'sketch' or 'lsqr')",
+            f"shape {tuple(A.shape)}",
+        )
+    if max_iter is not None:
+        max_iter = int(check_positive(FUNCTION, "max_iter", max_iter, integer=True))
+    differentiable = _implicit.wanted(A, b)
+    A_input, b_input = A, b
     A, B, vector = _broadcast(A.detach(), b.detach())
+    if method is None:
+        method = _default_method(A)
+    if rtol is None:
+        rtol = torch.finfo(A.dtype).eps if method == "sketch" else default_rtol(A.dtype)
+    if max_iter is None:
+        few = max(10_000, 10 * min(m, n))
+        max_iter = few if method in ("cg", "lsqr") else DEFAULT_MAX_ITER[method]
     if B.numel() == 0 or A.numel() == 0:
-        X = torch.zeros(B.shape, dtype=A.dtype, device=A.device)
+        X = torch.zeros(*B.shape[:-2], n, B.shape[-1], dtype=A.dtype, device=A.device)
         return SolveResult(
             method=method,
             nit=0,
@@ -373,23 +740,20 @@ def solve(
             history=[],
             x=X.squeeze(-1) if vector else X,
         )
-    # Unless squares of their entries would overflow, both scales are 1.
-    scale_A, scale_B = power_of_two_scale(A), power_of_two_scale(B)
+    # Unless squares of their entries would overflow or underflow, both exponents are 0.
+    e_A, e_B = power_of_two_exponent(A), power_of_two_exponent(B)
+    A_scaled, B_scaled = ldexp(A, e_A[..., None, None]), ldexp(B, e_B[..., None, None])
     with torch.no_grad():
-        Y, outcome = _METHODS[method](
-            divide(A, scale_A), divide(B, scale_B), rtol, max_iter, callback, options
-        )
-    X = divide(Y, scale_A / scale_B)
-    message = outcome.message
-    if not outcome.converged:
-        message += (
-            "; A may be singular (with b outside its range) or too badly conditioned"
-            " for this rtol and method"
-        )
+        Y, outcome = _METHODS[method](A_scaled, B_scaled, rtol, max_iter, callback, options)
+    X = ldexp(Y, (e_A - e_B)[..., None, None])  # (2^e_A A) y = 2^e_B b: x = 2^(e_A - e_B) y
+    converged, message = _verdict(method, A_scaled, B_scaled, Y, X, outcome, rtol)
+    if differentiable:  # implicit differentiation: one adjoint solve in backward
+        A_attached, B_attached, _ = _broadcast(A_input, b_input)
+        X = _implicit.attach_solution(A_attached, B_attached, X, _adjoint(A))
     return SolveResult(
         method=method,
         nit=outcome.nit,
-        converged=outcome.converged,
+        converged=converged,
         message=message,
         history=outcome.history,
         x=X.squeeze(-1) if vector else X,

@@ -38,7 +38,7 @@ def relative_error(x: torch.Tensor, y: torch.Tensor) -> float:
 def test_cg_matches_torch_solve_in_double() -> None:
     A = with_condition_number(8, 100.0, batch=(3,), seed=1)
     b = randn(3, 8, 2, seed=1)
-    result = solve(A, b)
+    result = solve(A, b, method="cg")
     assert result.method == "cg"
     assert result.converged, result.message
     assert relative_error(result.x, torch.linalg.solve(A, b)) < 1e-11
@@ -67,9 +67,9 @@ def test_cg_reaches_1e_12_on_a_moderately_conditioned_system() -> None:
 def test_history_is_the_documented_residual() -> None:
     A = with_condition_number(5, 10.0, seed=3)
     b = randn(5, 3, seed=3)
-    early = solve(A, b, max_iter=2)  # residual still large: recomputing it is accurate
+    early = solve(A, b, method="cg", max_iter=2)  # residual still large: recomputing it is accurate
     assert early.history[-1] == pytest.approx(backward_error(A, early.x, b), rel=1e-9, abs=0)
-    result = solve(A, b)
+    result = solve(A, b, method="cg")
     assert result.nit == len(result.history)
     assert result.history[:2] == early.history
     assert result.history[-1] <= default_rtol(F64) < min(result.history[:-1])
@@ -79,12 +79,12 @@ def test_history_is_the_documented_residual() -> None:
 def test_rtol_max_iter_and_callback_are_obeyed() -> None:
     A = with_condition_number(20, 100.0, seed=4)
     b = randn(20, seed=4)
-    loose = solve(A, b, rtol=1e-4)
+    loose = solve(A, b, method="cg", rtol=1e-4)
     assert loose.converged and loose.history[-1] <= 1e-4 < min(loose.history[:-1], default=1)
-    capped = solve(A, b, max_iter=3)
+    capped = solve(A, b, method="cg", max_iter=3)
     assert capped.nit == 3 and not capped.converged and "after 3 iterations" in capped.message
     seen: list[int] = []
-    stopped = solve(A, b, callback=lambda k, residual: seen.append(k) or k == 2)
+    stopped = solve(A, b, method="cg", callback=lambda k, residual: seen.append(k) or k == 2)
     assert stopped.nit == 2 and seen == [1, 2] and "callback" in stopped.message
 
 
@@ -201,9 +201,9 @@ def test_batch_iterates_together_and_converges_when_all_do() -> None:
     easy = with_condition_number(6, 2.0, seed=12)
     hard = with_condition_number(6, 1e3, seed=13)
     b = randn(6, seed=12)
-    alone = [solve(easy, b).nit, solve(hard, b).nit]
+    alone = [solve(easy, b, method="cg").nit, solve(hard, b, method="cg").nit]
     assert alone[0] < alone[1]
-    together = solve(torch.stack([easy, hard]), b)
+    together = solve(torch.stack([easy, hard]), b, method="cg")
     assert together.converged and together.nit == max(alone)
     singular = torch.tensor([[1.0, 2.0], [2.0, 4.0]], dtype=F64)
     eye = torch.eye(2, dtype=F64)
@@ -239,7 +239,7 @@ def test_singular_system_without_solution_is_not_reported_converged(method: str)
 
 def test_badly_conditioned_system_is_not_reported_converged() -> None:
     A = with_condition_number(30, 1e14, seed=14)
-    result = solve(A, randn(30, seed=14), max_iter=2000)
+    result = solve(A, randn(30, seed=14), method="cg", max_iter=2000)
     assert not result.converged and "badly conditioned" in result.message
 
 
@@ -292,7 +292,7 @@ def test_cg_runs_on_a_hermitian_positive_definite_matrix_itself() -> None:
     spd = hermitian(values)
     general = gdla.matrices.with_singular_values(values, 300, 300, seed=5)
     b = torch.ones(300, dtype=torch.float64)
-    fast, slow = gdla.solve(spd, b), gdla.solve(general, b)
+    fast, slow = gdla.solve(spd, b, method="cg"), gdla.solve(general, b, method="cg")
     assert fast.converged and slow.converged
     assert fast.message.startswith("CG (A is Hermitian positive definite)")
     assert slow.message.startswith("CGLS")
