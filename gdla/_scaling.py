@@ -19,7 +19,7 @@ import math
 
 import torch
 
-__all__ = ["power_of_two_exponent", "ldexp", "power_of_two_scale", "divide"]
+__all__ = ["power_of_two_exponent", "ldexp"]
 
 
 def _largest_step(dtype: torch.dtype) -> int:
@@ -69,21 +69,3 @@ def ldexp(T: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         values = values * (factor[..., None] if T.is_complex() else factor)
         e = e - chunk
     return torch.view_as_complex(values.contiguous()) if T.is_complex() else values
-
-
-def power_of_two_scale(A: torch.Tensor) -> torch.Tensor:
-    """``2**-e`` for ``e = power_of_two_exponent(A)``, as a real tensor of shape (*).
-
-    Kept for callers that divide by the scale (:func:`divide`); it overflows to inf
-    for entries of at least half the largest float (scale ``2**1024``): use
-    :func:`power_of_two_exponent` and :func:`ldexp` instead.
-    """
-    real = A.real.dtype if A.is_complex() else A.dtype
-    return torch.pow(2.0, -power_of_two_exponent(A).to(real))
-
-
-def divide(A: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``A`` (*, m, n) divided by ``scale`` (*), without a copy when every scale is 1."""
-    if bool((scale == 1).all()):
-        return A
-    return A / scale[..., None, None].to(A.dtype)
