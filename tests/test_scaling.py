@@ -196,3 +196,45 @@ def test_complete_extreme_matrices(dtype: torch.dtype, factor: float, accuracy: 
     assert result.converged, result.message
     error = (result.X.double() / factor - truth).norm() / truth.norm()
     assert float(error) < accuracy
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+@pytest.mark.parametrize("where", ["largest", "subnormal"])
+def test_no_method_reports_a_non_finite_answer_as_converged(dtype: torch.dtype, where: str) -> None:
+    """Every method of every function at both ends of the range: converged means finite,
+    and a converged answer agrees with the one for the rescaled normal-range input."""
+    info = torch.finfo(dtype)
+    f = math.frexp(info.max)[1] - 1 if where == "largest" else math.frexp(info.tiny)[1] - 8
+    # the diagonal >= 1 and sigma_max < 2: entries >= 2**1023 (float64) whose SVD is finite
+    noise = torch.randn(6, 6, generator=torch.Generator().manual_seed(7), dtype=F64)
+    A = (torch.eye(6, dtype=F64) * 1.25 + 0.05 * noise).to(dtype)
+    As = ldexp(A, torch.tensor(f))
+    A = ldexp(As, torch.tensor(-f))
+    mask = torch.ones(6, 6, dtype=torch.bool)
+    mask[0, 0] = False
+    b = torch.ones(6, dtype=dtype)
+    bs = ldexp(b, torch.tensor(f))
+    calls = [(f"solve {m}", lambda m=m: gdla.solve(As, bs, method=m, max_iter=300),
+              lambda m=m: gdla.solve(A, b, method=m, max_iter=300), "x", 0)
+             for m in ("cg", "gd", "sgd", "adam", "lbfgs", "gmres-ir")]  # fmt: skip
+    svd_methods = ("lanczos", "subspace", "randomized", "riemannian", "penalty", "adam")
+    calls += [(f"svd {m}", lambda m=m: gdla.svd(As, 2, method=m, max_iter=300),
+               lambda m=m: gdla.svd(A, 2, method=m, max_iter=300), "S", -f)
+              for m in svd_methods]  # fmt: skip
+    calls += [(f"complete {m}", lambda m=m: gdla.complete(As, mask, 6, method=m, max_iter=300),
+               lambda m=m: gdla.complete(A, mask, 6, method=m, max_iter=300), "X", -f)
+              for m in ("als", "gd", "adam", "lbfgs")]  # fmt: skip
+    if where == "largest":
+        calls += [(f"inverse {m}", lambda m=m: gdla.inverse(As, method=m, max_iter=300),
+                   lambda m=m: gdla.inverse(A, method=m, max_iter=300), "X", f)
+                  for m in ("newton-schulz", "gd", "adam", "lbfgs")]  # fmt: skip
+    for name, extreme, normal, field, back in calls:
+        result, reference = extreme(), normal()
+        value = ldexp(getattr(result, field), torch.tensor(back))
+        if result.converged:
+            assert bool(torch.isfinite(value).all()), name
+        assert result.converged == reference.converged, (name, result.message)
+        if result.converged:
+            expected = getattr(reference, field)
+            error = float((value - expected).norm() / expected.norm())
+            assert error < 1e4 * info.eps, (name, error)
