@@ -620,8 +620,9 @@ def solve(
     perturbation of A that makes x an exact least-squares solution, Grcar, Saunders and
     Su), with :math:`A^HA` replaced by :math:`R^HR` from the sketch (exact up to the
     sketch's distortion, a factor of about :math:`1 \pm \sqrt{n/d}`), first bounded
-    cheaply by :math:`\|R^{-H}A^Hr\| / (\|A\|_F\|x\| + \|b\|)` and computed with the
-    SVD of R only when that bound does not meet ``rtol``.  A backward-stable direct
+    cheaply by :math:`\|R^{-H}A^Hr\| / (\|A\|_F\|x\| + \|b\|)` and computed (from the
+    QR factorisation of :math:`[R;\ (\|r\|/\|x\|) I]`, or the SVD of the sketch) only
+    when that bound does not meet ``rtol``.  A backward-stable direct
     solver reaches about u on it, where Householder QR, as :func:`torch.linalg.lstsq`
     uses, has forward error up to about :math:`\kappa u + \kappa^2 u \|r\| /
     (\|A\| \|x\|)`.
