@@ -398,3 +398,41 @@ def test_dark_mode_keeps_figures_on_white_and_screenshots(
     figures.first.scroll_into_view_if_needed()
     page.screenshot(path=SCREENSHOTS / f"{chapter.rsplit('/', 1)[-1]}-dark.png")
     dark.close()
+
+
+def chapters_with_animations(html_dir: Path) -> list[str]:
+    return [
+        chapter
+        for chapter in NOTEBOOKS
+        if 'class="animation"' in (html_dir / f"{chapter}.html").read_text(encoding="utf-8")
+    ]
+
+
+MIN_ANIMATED_CHAPTERS = 2
+
+
+def test_animations_play_offline(html_dir: Path, site: str, context: object) -> None:
+    """Each animation's player advances its frames when played, with no request elsewhere."""
+    chapters = chapters_with_animations(html_dir)
+    assert len(chapters) >= MIN_ANIMATED_CHAPTERS, f"animations only in {chapters}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for chapter in chapters:
+        result = visit(context, f"{site}{chapter}.html", site)
+        page = result.page
+        players = page.locator("div.animation")
+        for index in range(players.count()):
+            player = players.nth(index)
+            player.scroll_into_view_if_needed()
+            image, slider = player.locator("img"), player.locator("input.anim-slider")
+            assert image.get_attribute("alt"), f"{chapter}: an animation without alt text"
+            first_source = image.get_attribute("src")
+            assert first_source and first_source.startswith("data:image/png"), chapter
+            player.locator("button[title='Play']").click()
+            page.wait_for_function(
+                "(slider) => Number(slider.value) >= 3", arg=slider.element_handle(), timeout=15_000
+            )
+            assert image.get_attribute("src") != first_source, f"{chapter}: frames do not change"
+        page.screenshot(path=SCREENSHOTS / f"{chapter.rsplit('/', 1)[-1]}-animation.png")
+        problems = check_page(result, chapter)
+        page.close()
+        assert not problems, "\n".join(problems)
