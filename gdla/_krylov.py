@@ -19,6 +19,7 @@ restart with exact shifts (Sorensen, 1992).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -139,16 +140,34 @@ def lanczos_single(
         r_raw, _ = _project_out(Vt[..., :j, :], (u.mH @ A).mH)
         r, beta = _normalise(r_raw, Vt[..., :j, :], scale, generator)
 
+    # The small SVD costs as much as a product with a 1000 x 500 matrix: it is taken
+    # when the estimates so far predict convergence (at half the predicted number of
+    # steps, from their geometric rate, and at most 4 steps apart), at a restart, and
+    # when the space is full.
+    steps, next_check = 0, 0
+    previous: tuple[int, float] | None = None
+
+    def schedule(value: float) -> None:
+        nonlocal next_check, previous
+        gap = 1
+        if previous is not None and 0 < value < previous[1] and value > rtol:
+            rate = math.log(value / previous[1]) / (steps - previous[0])
+            gap = min(4, max(1, int(0.5 * math.log(rtol / value) / rate)))
+        previous = (steps, value)
+        next_check = steps + gap
+
     def step() -> float:
-        nonlocal j, spans_all
+        nonlocal j, spans_all, steps
         value = float("inf")
         while True:
             extend()
-            if j <= k:
+            steps += 1
+            if j <= k or (steps < next_check and j < max_basis and j < n):
                 continue
             P, s, Qh = torch.linalg.svd(B[..., :j, :j])
             Q = Qh.mH
             value = _batch_max(beta * torch.linalg.vector_norm(P[..., -1, :k], dim=-1) / scale)
+            schedule(value)
             Uj, Vj = Ut[..., :j, :], Vt[..., :j, :]
             if value <= rtol or j == n or j >= max_basis:
                 Uk, Vk = (P[..., :k].mT @ Uj).mT, (Q[..., :k].mT @ Vj).mT
