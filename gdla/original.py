@@ -325,12 +325,13 @@ def replay(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     seed: int = SEED,
-    start: Replay | None = None,
+    start: Replay | Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
 ) -> Replay:
     """Replay the original's SVD loop on several matrices at once, in float32.
 
     Each matrix ``A`` (m x n, any m and n) starts from :func:`penalty_start` (or
-    from the final factors of ``start``) and takes ``steps`` updates on
+    from ``start``: the final factors of a :class:`Replay`, or one ``(U, s, V)``
+    per matrix) and takes ``steps`` updates on
     :func:`penalty_loss` with the hand-derived gradient of :func:`penalty_gradient`:
 
     * ``method="heavy_ball"``: the original's loop ``p -= lr * p.grad;
@@ -362,9 +363,12 @@ def replay(
     if start is None:
         factors = [penalty_start(m, n, seed) for m, n in layout.shapes]
     else:
-        if [tuple(U.shape) for U in start.U] != layout.shapes:
+        if isinstance(start, Replay):
+            factors = list(zip(start.U, start.s, start.V, strict=True))
+        else:
+            factors = [tuple(x.detach().to(torch.float32) for x in triple) for triple in start]  # type: ignore[misc]
+        if [tuple(U.shape) for U, _, _ in factors] != layout.shapes:
             raise ValueError("replay: start was computed for matrices of other shapes")
-        factors = list(zip(start.U, start.s, start.V, strict=True))
     flat = layout.pack(factors)
     grad = torch.zeros_like(flat)
     losses = torch.empty(steps + 1, len(layout.shapes))

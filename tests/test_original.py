@@ -110,3 +110,10 @@ def test_bad_arguments_say_what_was_expected() -> None:
         original.replay([], steps=1)
     with pytest.raises(ValueError, match="other shapes"):
         original.replay([A.mT], steps=1, start=original.replay([A], steps=1))
+
+
+def test_start_from_factors_of_one_matrix_of_a_batch() -> None:
+    matrices = list(original_svd_matrices().values())
+    batch = original.replay(matrices, steps=20)
+    alone = original.replay([matrices[2]], steps=5, start=[(batch.U[2], batch.s[2], batch.V[2])])
+    assert torch.equal(alone.s_history[0][0], batch.s[2])
