@@ -9,15 +9,17 @@ without autograd and attach it here with the known formulas:
   by :func:`gdla.solve` itself) and :math:`\\bar A = -\\bar B X^H`;
 - an inverse :math:`X = A^{-1}` (:math:`dX = -X\\,dA\\,X`): :math:`\\bar A = -X^H \\bar X X^H`;
 - singular values :math:`\\sigma_i = u_i^H A v_i`:
-  :math:`\\bar A = U \\operatorname{diag}(\\bar S) V^H`.
+  :math:`\\bar A = U \\operatorname{diag}(\\bar S) V^H`, and singular vectors for a
+  full thin SVD with distinct singular values (see :func:`_svd_backward`).
 
-Results that have no such formula here (singular vectors, completions) are attached
+Results that have no such formula here (vectors of a truncated SVD, completions) are attached
 to a function whose backward raises a clear error, instead of being silently
 detached.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -92,13 +94,62 @@ def attach_inverse(A: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     return _Inverse.apply(A, X.detach())  # type: ignore[no-any-return]
 
 
+def _svd_backward(
+    U: torch.Tensor,
+    S: torch.Tensor,
+    Vh: torch.Tensor,
+    U_bar: torch.Tensor | None,
+    S_bar: torch.Tensor | None,
+    Vh_bar: torch.Tensor | None,
+) -> torch.Tensor:
+    r"""The gradient with respect to A of a thin SVD ``A = U diag(S) Vh`` (k = min(m, n)).
+
+    With :math:`F_{ij} = 1/(\sigma_j^2 - \sigma_i^2)` (0 on the diagonal),
+    :math:`J = F \circ (U^H\bar U - \bar U^H U)` and :math:`K = F \circ (V^H\bar V -
+    \bar V^H V)`: :math:`\bar A = U (J S + S K + \operatorname{diag}(\bar S) + i
+    \operatorname{diag}(\operatorname{Im}(U^H \bar U)_{ii}/\sigma_i)) V^H + (I - UU^H)
+    \bar U S^{-1} V^H + U S^{-1} \bar V^H (I - VV^H)`, the last two terms only for
+    m > k or n > k, the imaginary term only for complex A (the loss must not depend on
+    the common phase of u_i and v_i, which gdla's sign convention guarantees).
+    """
+    V = Vh.mH
+    k = S.shape[-1]
+    Sc = S.to(U.dtype)
+    inner = torch.zeros((*S.shape[:-1], k, k), dtype=U.dtype, device=U.device)
+    squares = S * S
+    gaps = squares.unsqueeze(-2) - squares.unsqueeze(-1)  # sigma_j^2 - sigma_i^2
+    gaps.diagonal(dim1=-2, dim2=-1).fill_(1)
+    F = 1 / gaps
+    F.diagonal(dim1=-2, dim2=-1).fill_(0)
+    if U_bar is not None:
+        UhU_bar = U.mH @ U_bar
+        inner = inner + (F * (UhU_bar - UhU_bar.mH)) * Sc.unsqueeze(-2)
+        if U.is_complex():
+            imaginary = UhU_bar.diagonal(dim1=-2, dim2=-1).imag / S
+            inner = inner + torch.diag_embed(1j * imaginary.to(U.dtype))
+    if Vh_bar is not None:
+        VhV_bar = V.mH @ Vh_bar.mH
+        inner = inner + Sc.unsqueeze(-1) * (F * (VhV_bar - VhV_bar.mH))
+    if S_bar is not None:
+        inner = inner + torch.diag_embed(S_bar.to(U.dtype))
+    A_bar = U @ inner @ Vh
+    if U_bar is not None and U.shape[-2] > k:
+        scaled = U_bar / Sc.unsqueeze(-2)
+        A_bar = A_bar + (scaled - U @ (U.mH @ scaled)) @ Vh
+    if Vh_bar is not None and V.shape[-2] > k:
+        scaled = Vh_bar.mH / Sc.unsqueeze(-2)
+        A_bar = A_bar + U @ (scaled - V @ (V.mH @ scaled)).mH
+    return A_bar
+
+
 class _SVD(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(U, Vh)
+        ctx.save_for_backward(U, S, Vh)
+        ctx.full = S.shape[-1] == min(A.shape[-2:])
         return U.clone(), S.clone(), Vh.clone()
 
     @staticmethod
@@ -109,22 +160,41 @@ class _SVD(torch.autograd.Function):
         S_bar: torch.Tensor | None,
         Vh_bar: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, None, None, None]:
-        if U_bar is not None or Vh_bar is not None:
+        U, S, Vh = ctx.saved_tensors
+        vectors = U_bar is not None or Vh_bar is not None
+        if vectors and not ctx.full:
             raise RuntimeError(
-                "gdla.svd: gradients flow through S only; U and Vh are not differentiable "
-                "here (use torch.linalg.svd for the gradients of singular vectors)"
+                "gdla.svd: gradients flow through S only when k < min(m, n): the derivative "
+                "of the leading singular vectors needs all of them (use k = min(m, n))"
             )
-        if S_bar is None:
+        if vectors:
+            squares = S * S
+            gaps = (squares.unsqueeze(-2) - squares.unsqueeze(-1)).abs()
+            gaps.diagonal(dim1=-2, dim2=-1).fill_(math.inf)
+            if bool((gaps == 0).any()) or bool((S == 0).any()):
+                raise RuntimeError(
+                    "gdla.svd: the gradient of U and Vh needs distinct, nonzero singular "
+                    "values; these repeat or vanish"
+                )
+        if not vectors and S_bar is None:
             return None, None, None, None
-        U, Vh = ctx.saved_tensors
-        return (U * S_bar.to(U.dtype).unsqueeze(-2)) @ Vh, None, None, None
+        return _svd_backward(U, S, Vh, U_bar, S_bar, Vh_bar), None, None, None
 
 
 def attach_svd(
     A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(U, S, Vh)`` as functions of ``A``: S differentiable, U and Vh raising in backward."""
-    return _SVD.apply(A, U.detach(), S.detach(), Vh.detach())  # type: ignore[no-any-return]
+    """``(U, S, Vh)`` as functions of ``A``, in gdla's sign convention.
+
+    S is always differentiable; U and Vh when ``k = min(m, n)`` and the singular
+    values are distinct and nonzero (else their backward raises a clear error).  The
+    sign convention (the largest entry of each column of U real positive) is applied
+    again, differentiably: its value is 1, its derivative removes the phase freedom.
+    """
+    U, S, Vh = _SVD.apply(A, U.detach(), S.detach(), Vh.detach())
+    pivot = U.gather(-2, U.detach().abs().argmax(dim=-2, keepdim=True))
+    phase = pivot.conj() / pivot.abs()
+    return U * phase, S, Vh * phase.mH
 
 
 class _Unsupported(torch.autograd.Function):

@@ -393,6 +393,7 @@ def _gradients() -> list[Probe]:
         checks.append(torch.autograd.gradcheck(lambda A, b: solve(A, b).x, (A, b)))
         checks.append(torch.autograd.gradcheck(lambda A: inverse(A).X, (A,)))
         checks.append(torch.autograd.gradcheck(lambda B: svd(B, 2).S, (B,)))
+        checks.append(torch.autograd.gradcheck(lambda B: svd(B).U, (B,)))
     try:
         A = torch.randn(4, 3, dtype=F64, generator=g).requires_grad_()
         svd(A, 2).U.sum().backward()
@@ -402,15 +403,15 @@ def _gradients() -> list[Probe]:
     return [
         Probe(
             "gradients",
-            "torch.autograd.gradcheck of solve's x, inverse's X and svd's S (float64 and "
-            "complex128, batched)",
+            "torch.autograd.gradcheck of solve's x, inverse's X, svd's S (k = 2) and U "
+            "(k = min(m, n)), float64 and complex128, batched",
             "correct gradients, by implicit differentiation",
             f"{_count(sum(checks), len(checks))} checks passed",
             all(checks),
         ),
         Probe(
             "gradients",
-            "backward through svd's U",
+            "backward through svd's U for k < min(m, n)",
             "a clear error, not a silent detach",
             "a RuntimeError naming S as the differentiable output" if refused else "no error",
             refused,

@@ -918,7 +918,10 @@ def svd(
 
     Gradients: when A requires grad, ``S`` is differentiable (:math:`d\sigma_i =
     \operatorname{Re} u_i^H\,dA\,v_i`, so :math:`\bar A = U \operatorname{diag}(\bar S)
-    V^H`), not through the iterations; ``U`` and ``Vh`` raise a clear error in backward.
+    V^H`), not through the iterations.  ``U`` and ``Vh`` are differentiable too when
+    ``k = min(m, n)`` and the singular values are distinct and nonzero (the known
+    formula of the thin SVD, in the sign convention above); otherwise their backward
+    raises a clear error.
     Every method works under :func:`torch.inference_mode` and with inference tensors.
     ``"orthogonal"`` completes its start to square orthogonal matrices from the private
     generator, since torch's parametrization would draw the completion from the global
@@ -1018,7 +1021,7 @@ def svd(
     converged, message = outcome.converged, outcome.message
     if converged and not bool(torch.isfinite(S).all()):
         converged, message = False, f"not converged: S overflows {str(S.dtype)[6:]} ({message})"
-    if differentiable:  # dS = Re diag(U^H dA V); U and Vh raise in backward
+    if differentiable:  # implicit differentiation: see gdla._implicit
         U, S, Vh = _implicit.attach_svd(A_input, U, S, Vh)
     return SVDResult(
         method=method,

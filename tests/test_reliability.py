@@ -360,6 +360,18 @@ def test_gradients_of_singular_values_pass_gradcheck(dtype: torch.dtype) -> None
     assert torch.autograd.gradcheck(lambda A: gdla.svd(A, 2).S, (A,))
 
 
+@pytest.mark.parametrize("dtype", [F64, C128])
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5), (2, 4, 4)])
+def test_gradients_of_singular_vectors_pass_gradcheck(
+    dtype: torch.dtype, shape: tuple[int, ...]
+) -> None:
+    """k = min(m, n), distinct singular values: U and Vh too, in gdla's sign convention."""
+    A = torch.randn(*shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    A.requires_grad_()
+    for name in ("U", "S", "Vh"):
+        assert torch.autograd.gradcheck(lambda A, name=name: getattr(gdla.svd(A), name), (A,))
+
+
 def test_unsupported_gradients_raise_instead_of_detaching() -> None:
     A = torch.randn(5, 3, dtype=F64, generator=torch.Generator().manual_seed(0)).requires_grad_()
     with pytest.raises(RuntimeError, match="gradients flow through S only"):
