@@ -26,9 +26,10 @@ tight, whose triplets meet the target; a method that no grid point brings to the
 target is reported as failing (``inf``).  Every library gets the same number of
 threads (:func:`torch.set_num_threads` and :mod:`threadpoolctl`); the tuning run is
 the warm-up; the tuned calls are then timed interleaved (one call of each method
-per round, so that a change of load hits all of them alike) and the median of the
-rounds is reported.  Products are counted as matrix-vector products with ``A`` or
-``A^H`` (a block of ``b`` columns counts ``b``): they do not depend on the load.
+per round, so that a change of load hits all of them alike) and the best of the
+rounds is reported (another process can only slow a call down).  Products are
+counted as matrix-vector products with ``A`` or ``A^H`` (a block of ``b`` columns
+counts ``b``): they do not depend on the load.
 
 scipy and scikit-learn are optional: without them their rows are skipped.  NumPy's
 and SciPy's OpenBLAS copies spin-wait for each other's cores unless
@@ -275,7 +276,7 @@ def _grid(method: str, target: float, k: int, n: int) -> Iterator[dict[str, Any]
 
 @dataclass(frozen=True)
 class PeerRun:
-    """One method on one problem: its tuned setting, residual, products and median time."""
+    """One method on one problem: its tuned setting, residual, products and best time."""
 
     spectrum: str
     m: int
@@ -416,9 +417,7 @@ def peer_table(
                             runner(operand, k, knob)
                             samples[method].append(time.perf_counter() - start)
                     for method, (knob, residual, products) in tuned.items():
-                        seconds = (
-                            statistics.median(samples[method]) if method in samples else math.inf
-                        )
+                        seconds = min(samples[method]) if method in samples else math.inf
                         runs.append(
                             PeerRun(spectrum, m, n, target, method, _describe(knob), residual,
                                     products, seconds)
