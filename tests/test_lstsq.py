@@ -97,6 +97,31 @@ def test_sketch_iterations_do_not_grow_with_the_condition_number() -> None:
     assert plain.nit > 3 * max(counts.values())
 
 
+def karlson_walden(A: torch.Tensor, x: torch.Tensor, b: torch.Tensor) -> float:
+    """The Karlson-Walden estimate of the optimal backward error of x, from A's SVD,
+    relative to ||A||_F (within a factor sqrt(2) of the optimal backward error)."""
+    r = b - A @ x
+    _, s, Vh = torch.linalg.svd(A, full_matrices=False)
+    shift = (r.norm() / x.norm()) ** 2
+    z = (Vh @ (A.mT @ r)) / torch.sqrt(s**2 + shift)
+    return float(z.norm() / x.norm() / torch.linalg.matrix_norm(A))
+
+
+@pytest.mark.parametrize("cond", [1e4, 1e8, 1e12])
+@pytest.mark.parametrize("residual", [1e-6, 1.0])
+def test_sketch_is_backward_stable(cond: float, residual: float) -> None:
+    # The optimal backward error, computed exactly from the SVD of A, is of the order of
+    # the unit roundoff, as for Householder QR, also where kappa * u is large.
+    A = with_condition_number(25, cond, m=800, seed=17)
+    b = inconsistent(A, randn(25, seed=17), residual, seed=18)
+    result = solve(A, b)
+    assert result.converged, result.message
+    qr = torch.linalg.lstsq(A, b.unsqueeze(-1)).solution.squeeze(-1)
+    eps = torch.finfo(F64).eps
+    assert karlson_walden(A, result.x, b) <= 4 * eps
+    assert karlson_walden(A, qr, b) <= 4 * eps
+
+
 def test_sketch_without_sketching_when_the_matrix_is_short() -> None:
     # d = 8 n >= m: the sketch would be larger than A, so S = I and R is A's own.
     A = with_condition_number(10, 1e4, m=50, seed=5)
