@@ -512,11 +512,18 @@ def main(argv: list[str] | None = None, *, module: str = "gdla.bench_svd") -> in
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling fit")
     parser.add_argument("--threads", type=int, default=None, help="threads for every library")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--sizes", default=None, help="comma-separated m x n, e.g. 2000x1000,4000x2000"
+    )
+    parser.add_argument("--targets", default="1e-8,1e-10,1e-12", help="comma-separated")
     args, _ = parser.parse_known_args(argv)
     _set_openblas_timeout(argv, module)
     sizes = [(1000, 500), (2000, 1000)] + ([] if args.quick else [(4000, 2000)])
     if args.large:
         sizes.append((8000, 4000))
+    if args.sizes:
+        sizes = [(int(m), int(n)) for m, n in (size.split("x") for size in args.sizes.split(","))]
+    targets = [float(target) for target in args.targets.split(",")]
     threads = args.threads or torch.get_num_threads()
     missing = [method for method in PEERS if not available(method)]
     print(f"top-10 SVD, float64, {threads} threads for every library; two-sided residual target")
@@ -529,7 +536,9 @@ def main(argv: list[str] | None = None, *, module: str = "gdla.bench_svd") -> in
               flush=True)  # fmt: skip
 
     print("tuned settings, as measured:", flush=True)
-    runs = peer_table(sizes=sizes, repeats=args.repeats, threads=threads, progress=progress)
+    runs = peer_table(
+        sizes=sizes, targets=targets, repeats=args.repeats, threads=threads, progress=progress
+    )
     print("time / fastest method meeting the target (matrix-vector products):")
     print(format_peer_table(runs))
     if not args.no_scaling:
