@@ -277,9 +277,11 @@ def solve(
             # The bound ignores the regularisation by ‖r‖²/‖x‖² that matters for large
             # residuals and small singular values: estimate with it instead.
             sharp = _regularised_norm(N, AR, _divide_norms(R_norm, X_norm).square())
-            eta = torch.minimum(
-                eta, optimal_backward_error(A_norm, X_norm, torch.zeros_like(B_norm), R_norm, sharp)
+            estimate = optimal_backward_error(
+                A_norm, X_norm, torch.zeros_like(B_norm), R_norm, sharp
             )
+            # The estimate divides by ‖x‖: it says nothing about a column with x = 0.
+            eta = torch.where(X_norm > 0, torch.minimum(eta, estimate), eta)
         return (float(eta.amax()) if eta.numel() else 0.0), R, AR
 
     def estimate() -> float:

@@ -210,6 +210,17 @@ def test_a_matrix_broadcasts_over_a_batch_of_right_hand_sides() -> None:
     assert relative_error(result.x, expected) < 1e-12
 
 
+@pytest.mark.parametrize("method", ["sketch", "lsqr"])
+def test_b_orthogonal_to_the_range_gives_zero(method: str) -> None:
+    A = with_condition_number(10, 1e3, m=500, seed=19)
+    noise = randn(500, seed=20)
+    Q = torch.linalg.qr(A).Q
+    b = noise - Q @ (Q.T @ noise)  # A^T b = 0: the least-squares solution is x = 0
+    result = solve(A, b, method=method)
+    assert result.converged, result.message
+    assert float(result.x.norm()) <= 1e-10 * float(b.norm()) / float(torch.linalg.matrix_norm(A))
+
+
 def test_zero_right_hand_side_and_empty_shapes() -> None:
     A = with_condition_number(6, 10.0, m=40, seed=12)
     zero = solve(A, torch.zeros(40, dtype=F64))
