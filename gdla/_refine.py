@@ -71,16 +71,29 @@ def gmres_ir(
     if not isinstance(restart, int) or isinstance(restart, bool) or restart < 1:
         raise OptionError(function, "options['restart'] to be a positive integer", repr(restart))
     # Divide by a power of two (exact) so that single precision neither overflows nor
-    # underflows: max |A| / scale lies in [0.5, 1).
-    largest = A.abs().amax(dim=(-2, -1))
-    exponent = torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1]
-    scale = torch.ldexp(torch.ones_like(largest), exponent)[..., None, None].to(A.dtype)
+    # underflows, when it would: max |A| / scale then lies in [0.5, 1).
+    if A.is_complex():
+        largest = A.abs().amax(dim=(-2, -1))
+    else:  # two passes, without the temporary |A|
+        largest = torch.maximum(A.amax(dim=(-2, -1)), -A.amin(dim=(-2, -1)))
+    low = LOWER_PRECISION[A.dtype]
+    safe = (largest < 2.0**100) & (largest > 2.0**-100)
+    if bool(safe.all()):
+        scale = torch.ones_like(largest)[..., None, None].to(A.dtype)
+        lowered = A.to(low)
+    else:
+        safe_largest = torch.where(largest > 0, largest, torch.ones_like(largest))
+        exponent = torch.frexp(safe_largest)[1]
+        scale = torch.ldexp(torch.ones_like(largest), exponent)[..., None, None].to(A.dtype)
+        lowered = (A / scale).to(low)
+    # Factor Aᴴ, whose row-major transpose LAPACK reads in place (A itself would be
+    # copied to column-major first), and solve with the adjoint of its factors.
     # A singular factor gives infinite corrections, which the loop reports as divergence.
-    LU, pivots, _ = torch.linalg.lu_factor_ex((A / scale).to(LOWER_PRECISION[A.dtype]))
+    LU, pivots, _ = torch.linalg.lu_factor_ex(lowered.mH)
     LU = LU.to(A.dtype)
 
-    def precondition(R: torch.Tensor) -> torch.Tensor:  # (*, n, k): (LU)⁻¹ R, with A ≈ scale LU
-        return torch.linalg.lu_solve(LU, pivots, R) / scale
+    def precondition(R: torch.Tensor) -> torch.Tensor:  # (*, n, k): A⁻¹ R, approximately
+        return torch.linalg.lu_solve(LU, pivots, R, adjoint=True) / scale
 
     A_norm = torch.linalg.matrix_norm(A)[..., None]  # (*, 1)
     B_norm = torch.linalg.vector_norm(B, dim=-2)  # (*, k)

@@ -434,7 +434,15 @@ def _default_method(A: torch.Tensor) -> str:
     """``method=None``: "sketch" for rectangular A, "cg" for Hermitian A, else "gmres-ir"."""
     if A.shape[-1] != A.shape[-2]:
         return "sketch"
-    return "cg" if A.numel() == 0 or _is_hermitian(A) else "gmres-ir"
+    if A.numel() == 0:
+        return "cg"
+    # A necessary condition first, in O(n): the first row and column of a Hermitian
+    # matrix are conjugates, and their difference is part of A - Aᴴ.
+    skew = torch.linalg.vector_norm(A[..., 0, :] - A[..., :, 0].conj(), dim=-1)
+    bound = 100 * torch.finfo(A.dtype).eps * torch.linalg.matrix_norm(A)
+    if bool((skew > bound).any()):
+        return "gmres-ir"
+    return "cg" if _is_hermitian(A) else "gmres-ir"
 
 
 def _broadcast(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
