@@ -5,15 +5,24 @@ title page, the contents, every chapter title, every number a chapter glues into
 its prose, its code output and its numbered equations, and the bibliography; it
 must embed at least as many images as the website shows figures. Everything is
 derived from the sources, so a new chapter is checked without editing this file.
+
+Tables and numbers are read back too: every number in a table of the website
+must appear in the PDF as one piece, in its table's order (a table crushed into
+narrow columns breaks "8.9e-16" over two lines, or loses entries past the
+margin), and no number of the prose or of wrapped code may be split by a line
+break.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
 import subprocess
 import unicodedata
+from html.parser import HTMLParser
+from itertools import pairwise
 from pathlib import Path
 
 import nbformat
@@ -201,3 +210,116 @@ def test_the_bibliography_lists_every_reference(pdf_text: str) -> None:
         if letters(entry.fields["title"]) not in text
     ]
     assert not missing, f"bibliography entries missing from the PDF: {missing}"
+
+
+class TableCells(HTMLParser):
+    """The body entries (``<td>``) of every table of a page, as text, table by table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[str]] = []
+        self.entry: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "td" and self.tables:
+            self.entry = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self.entry is not None:
+            self.tables[-1].append(" ".join("".join(self.entry).split()))
+            self.entry = None
+
+    def handle_data(self, data: str) -> None:
+        if self.entry is not None:
+            self.entry.append(data)
+
+
+def numeric_table_cells(html_dir: Path) -> list[list[str]]:
+    """The numeric entries of every table of the website, one list per table, row by row."""
+    tables = []
+    for docname in DOCNAMES:
+        parser = TableCells()
+        parser.feed((html_dir / f"{docname}.html").read_text(encoding="utf-8"))
+        for entries in parser.tables:
+            numbers = [entry.replace("\u2212", "-") for entry in entries]
+            numbers = [entry for entry in numbers if NUMBER.fullmatch(entry)]
+            if numbers:
+                tables.append(numbers)
+    return tables
+
+
+# How far (in words of the PDF's text) the next number of a table may follow the last
+# one found: the prose entries of the row between them.
+TABLE_GAP = 80
+
+
+def intact_in_order(numbers: list[str], where: dict[str, list[int]]) -> int:
+    """How many of a table's numbers the PDF's words hold whole, in the table's order.
+
+    The table is looked for from each place where one of its first numbers is;
+    from there, each number is matched to its next occurrence as a word within
+    ``TABLE_GAP`` words per number passed over. A number broken over two lines
+    ("8.9e-" / "16") or lost past the margin is not a word of the text.
+    """
+    best = 0
+    for start in sorted({place for number in numbers[:3] for place in where.get(number, [])}):
+        found, position, last = 0, start - 1, -1
+        for index, number in enumerate(numbers):
+            places = where.get(number, [])
+            k = bisect.bisect_right(places, position)
+            if k < len(places) and places[k] - position <= TABLE_GAP * (index - last):
+                found, position, last = found + 1, places[k], index
+        best = max(best, found)
+    return best
+
+
+def test_every_number_of_the_websites_tables_is_intact_in_the_pdf(
+    pdf_text: str, html_dir: Path
+) -> None:
+    tables = numeric_table_cells(html_dir)
+    words = [word.replace("\u2212", "-").strip(",;()[]") for word in pdf_text.split()]
+    where: dict[str, list[int]] = {}
+    for place, word in enumerate(words):
+        where.setdefault(word, []).append(place)
+    intact = [intact_in_order(numbers, where) for numbers in tables]
+    total = sum(len(numbers) for numbers in tables)
+    print(f"numeric table entries intact in the PDF: {sum(intact)} of {total}")
+    assert total >= 50, "the website's tables hold fewer numbers than the book shows"
+    damaged = [
+        f"{numbers[:3]}...: {found} of {len(numbers)}"
+        for numbers, found in zip(tables, intact, strict=True)
+        if found < len(numbers)
+    ]
+    assert sum(intact) >= 0.95 * total, f"{sum(intact)} of {total} intact; {damaged}"
+
+
+def test_no_table_is_wider_than_the_text(pdf_path: Path) -> None:
+    """LaTeX's log of the PDF: no table (an alignment) overflows the text width."""
+    log = pdf_path.with_suffix(".log").read_text(errors="replace")
+    wide = re.findall(
+        r"Overfull \\hbox \((\d+\.?\d*)pt too wide\) in alignment at lines (\S+)", log
+    )
+    assert not [(points, lines) for points, lines in wide if float(points) > 1.0], wide
+
+
+# A wrapped line of code or output continues after this mark.
+CONTINUED = "\u21aa"
+
+
+def test_no_number_is_split_across_lines(pdf_text: str) -> None:
+    """Numbers in prose, tables, code and output never break at a hyphen or a full stop."""
+    lines = pdf_text.splitlines()
+    split = []
+    for line, following in pairwise(lines):
+        head = following.lstrip()
+        if head.startswith(CONTINUED):  # a wrapped line of code or output
+            head = head[1:]
+            if re.search(r"(\d[.eE]?|\d[eE]-|[\[(=,]-)$", line.rstrip()) and re.match(
+                r"[\d.]", head
+            ):
+                split.append(f"{line[-20:]} | {head[:20]}")
+        elif re.search(r"\d(\.\d+)?[eE]?-$", line.rstrip()) and re.match(r"\d", head):
+            split.append(f"{line[-20:]} | {head[:20]}")
+    assert not split, f"numbers split over two lines: {split}"

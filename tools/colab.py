@@ -18,6 +18,10 @@ match. The book's extension (``book/_ext/gdla_publish.py``) adds the matching
 
 Without ``--ref``, ``gdla`` is installed from the release tag ``v<version>`` of
 ``pyproject.toml``: right for a build of a release.
+
+The outputs come from the build's execution cache (``_build/.jupyter_cache``,
+beside the executed notebooks): myst-nb writes a chapter it took from the cache
+without them. A chapter with code but no outputs fails the command.
 """
 
 from __future__ import annotations
@@ -79,18 +83,41 @@ def colab_notebook(executed: nbformat.NotebookNode, line: str) -> nbformat.Noteb
     return notebook
 
 
-def write_notebooks(executed_dir: Path, out_dir: Path, line: str, root: Path = ROOT) -> list[Path]:
+def has_outputs(notebook: nbformat.NotebookNode) -> bool:
+    return any(cell.get("outputs") for cell in notebook.cells)
+
+
+def with_cached_outputs(notebook: nbformat.NotebookNode, cache: Path) -> nbformat.NotebookNode:
+    """The notebook with the outputs the execution cache ``cache`` holds for its code, if any."""
+    if has_outputs(notebook) or not (cache / "global.db").is_file():
+        return notebook
+    from jupyter_cache import get_cache  # myst-nb's cache
+
+    try:
+        _, merged = get_cache(cache).merge_match_into_notebook(notebook)
+    except KeyError:  # not in the cache: the code changed since it ran
+        return notebook
+    return merged
+
+
+def write_notebooks(
+    executed_dir: Path, out_dir: Path, line: str, root: Path = ROOT, cache: Path | None = None
+) -> list[Path]:
     """Write ``out_dir/<docname>.ipynb`` for every executed chapter of the table of contents.
 
-    A document with no executed notebook (one without code, such as the
-    bibliography) is skipped; the written paths are returned in reading order.
+    Outputs missing from an executed notebook are taken from the execution cache
+    ``cache`` (default: ``.jupyter_cache`` beside ``executed_dir``). A document
+    with no executed notebook (one without code, such as the bibliography) is
+    skipped; the written paths are returned in reading order.
     """
+    cache = executed_dir.parent / ".jupyter_cache" if cache is None else cache
     written = []
     for docname in chapter_docnames(root):
         source = executed_dir / f"{docname}.ipynb"
         if not source.is_file():
             continue
-        notebook = colab_notebook(nbformat.read(source, as_version=4), line)
+        executed = with_cached_outputs(nbformat.read(source, as_version=4), cache)
+        notebook = colab_notebook(executed, line)
         target = out_dir / f"{docname}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, target)
@@ -108,6 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = write_notebooks(args.executed, args.out, line)
     if not written:
         print(f"no executed chapter under {args.executed}", file=sys.stderr)
+        return 1
+    bare = [
+        path
+        for path in written
+        if not has_outputs(notebook := nbformat.read(path, as_version=4))
+        and any(cell.cell_type == "code" for cell in notebook.cells[1:])
+    ]
+    if bare:
+        print(f"chapters without outputs (build the book first): {bare}", file=sys.stderr)
         return 1
     for path in written:
         print(path)

@@ -27,14 +27,18 @@ Tables in the PDF
     before setting the table: a column of numbers or short
     words is exactly as wide as its widest entry (and its header's longest word),
     so it never wraps; the columns of prose share what is left of the line, in
-    proportion to their length, each at least as wide as its longest word.  When
-    the table does not fit even then, it is set one size smaller (``\\scriptsize``).
+    proportion to their length, each at least as wide as its longest word (a long
+    name such as ``torch.linalg.svd_lowrank`` may break after a dot or an
+    underscore).  When
+    the table does not fit even then, it is set one size smaller (``\\scriptsize``),
+    and then with less space between the columns.
 
 Numbers and code in the PDF
     A number never breaks across lines: a hyphen before a digit ("8.9e-16",
     "-0.5") allows no break, while one between letters ("heavy-ball") still does.
     Long lines of code and output wrap at spaces, commas, brackets and the like,
-    but not after a full stop or a hyphen, which would split "2.14e-14".
+    but not after a full stop or a hyphen, which would split "2.14e-14"; a long
+    web address may break after a hyphen.
 
 Rebuilds
     Sphinx re-reads every page when an extension's ``env_version`` changes; this
@@ -236,16 +240,22 @@ PRINT_STY = r"""\NeedsTeXFormat{LaTeX2e}
   \hyphenpenalty\@M \exhyphenpenalty\@M \uchyph\z@
   \let\sphinxhyphen\sphinxhyphennobreak
   \gdla@try\footnotesize{#1}{#2}%
-  \ifdim\gdla@total>\linewidth \gdla@try\scriptsize{#1}{#2}\fi}
+  \ifdim\gdla@total>\linewidth \gdla@try\scriptsize{#1}{#2}\fi
+  \ifdim\gdla@total>\linewidth \setlength\tabcolsep{2pt}\gdla@try\scriptsize{#1}{#2}\fi}
 \newcommand\gdlaTableEnd{\endgroup}
 % A hyphen before a digit or a sign, as in 8.9e-16, allows no line break (the
 % #1 swallows the {} of the \sphinxhyphen{} mark-up); between letters it does.
 \protected\def\sphinxhyphen#1{\futurelet\gdla@next\gdla@hyphen}
 \def\gdla@hyphen{\ifcat\noexpand\gdla@next a-\kern\z@\else\mbox{-}\fi}
-% Wrapped code and output: no break after a full stop or a hyphen (Sphinx's lists less those).
-\renewcommand*\sphinxbreaksafteractivelist{\do\,\do\;\do\?\do\!\do\/}
+% Wrapped code and output: no break after a full stop or a hyphen (Sphinx's lists less
+% those); inline code in prose still breaks after a full stop (torch.linalg.svd).
+\RequirePackage{etoolbox}
+\AtBeginEnvironment{sphinxVerbatim}{%
+  \renewcommand*\sphinxbreaksafteractivelist{\do\,\do\;\do\?\do\!\do\/}}
 \renewcommand*\sphinxbreaksafterlist{%
   \do\PYGZus\_\do\PYGZcb\}\do\PYGZca\^\do\PYGZam\&\do\PYGZgt\>\do\PYGZti\~\do\PYGZbs\\}
+% A long web address may also break after a hyphen.
+\AtBeginDocument{\g@addto@macro\UrlBreaks{\do\-}}
 \endinput
 """
 
@@ -265,24 +275,47 @@ def _latex_text(cell: nodes.Element) -> str:
     return escaped
 
 
+# Where a long name in prose may break: after a dot or an underscore before a letter
+# ("torch.linalg.|svd_|lowrank"), never inside a number ("2.5").
+_NAME_BREAK = re.compile(r"(?<=[A-Za-z][._])(?=[A-Za-z])")
+
+
+def _allow_name_breaks(cell: nodes.Element) -> None:
+    """Let LaTeX break the long names of a prose entry at ``_NAME_BREAK``."""
+    for text in list(cell.findall(nodes.Text)):
+        if isinstance(text.parent, (nodes.literal, nodes.raw, nodes.math)):
+            continue
+        pieces = _NAME_BREAK.split(str(text))
+        if len(pieces) == 1:
+            continue
+        replacement: list[nodes.Node] = [nodes.Text(pieces[0])]
+        for piece in pieces[1:]:
+            replacement += [nodes.raw("", r"\allowbreak{}", format="latex"), nodes.Text(piece)]
+        text.parent.replace(text, replacement)
+
+
+def _children(node: nodes.Element, kind: type[nodes.Element]) -> list[nodes.Element]:
+    return [child for child in node.children if isinstance(child, kind)]
+
+
 def _simple_rows(table: nodes.table) -> tuple[list[nodes.Element], list[nodes.Element]] | None:
     """The header and body rows of a table with one group and no spanning entries."""
-    groups = list(table.findall(nodes.tgroup))
+    groups = _children(table, nodes.tgroup)
     if len(groups) != 1:
         return None
     group = groups[0]
-    header = [row for head in group.findall(nodes.thead) for row in head.findall(nodes.row)]
-    body = [row for part in group.findall(nodes.tbody) for row in part.findall(nodes.row)]
+    header = [row for head in _children(group, nodes.thead) for row in _children(head, nodes.row)]
+    body = [row for part in _children(group, nodes.tbody) for row in _children(part, nodes.row)]
     columns = int(group.get("cols", 0))
     for row in header + body:
-        entries = list(row.findall(nodes.entry))
+        entries = _children(row, nodes.entry)
         if len(entries) != columns or any(e.get("morecols") or e.get("morerows") for e in entries):
             return None
     return (header, body) if body and columns else None
 
 
 def _fit_table(table: nodes.table) -> bool:
-    """Make ``table`` a measured longtable (see "Tables in the PDF"); False if left alone."""
+    """Have LaTeX measure ``table``'s columns (see "Tables in the PDF"); False if left alone."""
     rows = _simple_rows(table)
     parent = table.parent
     if rows is None or parent is None:
@@ -294,12 +327,12 @@ def _fit_table(table: nodes.table) -> bool:
         isinstance(node, (nodes.Admonition, nodes.footnote, nodes.table))
         for node in _ancestors(table)
     ):
-        return False  # a longtable cannot go into a box
+        return False  # a longtable cannot go into a box; leave these to Sphinx
     header, body = rows
-    columns = len(list(body[0].findall(nodes.entry)))
+    columns = len(_children(body[0], nodes.entry))
     kinds, measures = [], []
     for column in range(columns):
-        cells = [list(row.findall(nodes.entry))[column] for row in body]
+        cells = [_children(row, nodes.entry)[column] for row in body]
         texts = [" ".join(cell.astext().split()) for cell in cells]
         numeric = all(_NUMBER_CELL.fullmatch(text) for text in texts if text)
         short = max(len(text) for text in texts) <= _SHORT_ENTRY
@@ -307,12 +340,15 @@ def _fit_table(table: nodes.table) -> bool:
         for cell in cells:
             latex = _latex_text(cell)
             measures.append(rf"\gdlaEntry{{{column + 1}}}{{{latex}}}")
+            words = cell.astext().split()
+            if kinds[-1] == "L":
+                words = [part for word in words for part in _NAME_BREAK.split(word)]
+                _allow_name_breaks(cell)
             measures += [
-                rf"\gdlaWord{{{column + 1}}}{{{tex_escape(word, 'xelatex')}}}"
-                for word in cell.astext().split()
+                rf"\gdlaWord{{{column + 1}}}{{{tex_escape(word, 'xelatex')}}}" for word in words
             ]
         for row in header:
-            entry = list(row.findall(nodes.entry))[column]
+            entry = _children(row, nodes.entry)[column]
             measures += [
                 rf"\gdlaHeadWord{{{column + 1}}}{{{tex_escape(word, 'xelatex')}}}"
                 for word in entry.astext().split()
