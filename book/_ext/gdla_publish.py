@@ -24,14 +24,14 @@ Tables in the PDF
     break across pages.  Here every table of the PDF is set in small type, never
     hyphenated; one of more than a dozen rows is a ``longtable``, which breaks
     across pages with its header repeated; and LaTeX measures the column widths
-    before setting the table: a column of numbers or short
-    words is exactly as wide as its widest entry (and its header's longest word),
-    so it never wraps; the columns of prose share what is left of the line, in
-    proportion to their length, each at least as wide as its longest word (a long
-    name such as ``torch.linalg.svd_lowrank`` may break after a dot or an
-    underscore).  When
-    the table does not fit even then, it is set one size smaller (``\\scriptsize``),
-    and then with less space between the columns.
+    before setting the table: a column of numbers or short words is exactly as
+    wide as its widest entry (and its header's longest word), so it never wraps;
+    the columns of prose share what is left of the line, in proportion to their
+    length, each at least as wide as its longest word (a long name such as
+    ``torch.linalg.svd_lowrank`` may break after a dot or an underscore).  Room
+    left on the line goes to the columns whose header would wrap.  A table that
+    does not fit is set one size smaller (``\\scriptsize``), and then with less
+    space between the columns.
 
 Numbers and code in the PDF
     A number never breaks across lines: a hyphen before a digit ("8.9e-16",
@@ -192,7 +192,7 @@ def _add_colab_button(
 PRINT_STY = r"""\NeedsTeXFormat{LaTeX2e}
 \ProvidesPackage{gdlaprint}[2026/12/01 gdla: tables that fit the page, numbers that never break]
 \newdimen\gdla@dim \newdimen\gdla@fixed \newdimen\gdla@prose \newdimen\gdla@rest
-\newdimen\gdla@total \newcount\gdla@col
+\newdimen\gdla@total \newdimen\gdla@want \newcount\gdla@col
 % The width stored for column #2 under name #1 (nat: widest entry, min: longest word, w: set).
 \def\gdla@get#1#2{\csname gdla@#1@\number#2\endcsname}
 \def\gdla@set#1#2#3{\expandafter\xdef\csname gdla@#1@\number#2\endcsname{\the\dimexpr#3\relax}}
@@ -201,6 +201,7 @@ PRINT_STY = r"""\NeedsTeXFormat{LaTeX2e}
 \newcommand\gdlaEntry[2]{\settowidth\gdla@dim{#2}\gdla@keepmax{nat}{#1}}
 \newcommand\gdlaWord[2]{\settowidth\gdla@dim{#2}\gdla@keepmax{min}{#1}}
 \newcommand\gdlaHeadWord[2]{\settowidth\gdla@dim{\sphinxstyletheadfamily#2}\gdla@keepmax{min}{#1}}
+\newcommand\gdlaHead[2]{\settowidth\gdla@dim{\sphinxstyletheadfamily#2}\gdla@keepmax{head}{#1}}
 % The width of column #1 of the table being set (a p{} column).
 \newcommand\gdlaColumn[1]{\gdla@get{w}{#1}}
 % Widths from the measures; #1 lists the columns' kinds: r, l (never wrap), L (prose).
@@ -226,12 +227,31 @@ PRINT_STY = r"""\NeedsTeXFormat{LaTeX2e}
       \fi
       \ifdim\gdla@get{min}\gdla@col>\gdla@dim \gdla@dim\gdla@get{min}\gdla@col\relax\fi
       \gdla@set{w}\gdla@col{\gdla@dim}\advance\gdla@total\gdla@dim
-    \fi}}
+    \fi}%
+  % Room left on the line widens the columns whose header would otherwise wrap.
+  \gdla@want\z@ \gdla@col\z@
+  \@tfor\gdla@kind:=#1\do{\advance\gdla@col\@ne
+    \ifdim\gdla@get{head}\gdla@col>\gdla@get{w}\gdla@col\relax
+      \advance\gdla@want\dimexpr\gdla@get{head}\gdla@col-\gdla@get{w}\gdla@col\relax
+    \fi}%
+  \gdla@rest\dimexpr\linewidth-\gdla@total\relax
+  \ifdim\gdla@want>\z@ \ifdim\gdla@rest>\z@
+    \gdla@col\z@
+    \@tfor\gdla@kind:=#1\do{\advance\gdla@col\@ne
+      \ifdim\gdla@get{head}\gdla@col>\gdla@get{w}\gdla@col\relax
+        \gdla@dim\dimexpr\gdla@get{head}\gdla@col-\gdla@get{w}\gdla@col\relax
+        \ifdim\gdla@want>\gdla@rest
+          \gdla@dim\dimexpr\gdla@rest*\number\gdla@dim/\number\gdla@want\relax
+        \fi
+        \advance\gdla@total\gdla@dim
+        \gdla@set{w}\gdla@col{\gdla@get{w}\gdla@col+\gdla@dim}%
+      \fi}%
+  \fi\fi}
 % Measure (#2: \gdlaEntry and \gdlaWord commands) and lay out (#3: kinds) in font #1.
 \def\gdla@try#1#2#3{#1\relax
   \gdla@col\z@
   \@tfor\gdla@kind:=#3\do{\advance\gdla@col\@ne
-    \gdla@set{nat}\gdla@col\z@ \gdla@set{min}\gdla@col\z@}%
+    \gdla@set{nat}\gdla@col\z@ \gdla@set{min}\gdla@col\z@ \gdla@set{head}\gdla@col\z@}%
   #2\gdla@layout{#3}}
 % Before a table: its font, spacing and hyphenation, and its column widths (the
 % table follows in the same group, closed by \gdlaTableEnd).
@@ -349,6 +369,7 @@ def _fit_table(table: nodes.table) -> bool:
             ]
         for row in header:
             entry = _children(row, nodes.entry)[column]
+            measures.append(rf"\gdlaHead{{{column + 1}}}{{{_latex_text(entry)}}}")
             measures += [
                 rf"\gdlaHeadWord{{{column + 1}}}{{{tex_escape(word, 'xelatex')}}}"
                 for word in entry.astext().split()
