@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 
@@ -45,34 +46,38 @@ def _batch_max(values: torch.Tensor) -> float:
     return float(values.max()) if values.numel() else 0.0
 
 
-def _project_out(Qt: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _project_out(
+    Qt: torch.Tensor, w: torch.Tensor, coefficients: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``w - Q c`` with ``c = Q^H w`` for the basis ``Q = Qt^T`` stored as contiguous rows,
-    classical Gram--Schmidt twice; returns (w, c)."""
+    classical Gram--Schmidt twice; returns (w, c), ``c`` None unless ``coefficients``.
+    ``w`` is overwritten (callers pass a fresh product)."""
     if Qt.shape[-2] == 0:
         return w, w.new_zeros((*w.shape[:-2], 0, w.shape[-1]))
-    Qh = Qt.conj()
+    Qh, Q = Qt.conj(), Qt.mT
     c = Qh @ w
-    w = w - Qt.mT @ c
+    w = w.sub_(Q @ c)
     c2 = Qh @ w
-    return w - Qt.mT @ c2, c + c2
+    w = w.sub_(Q @ c2)
+    return w, (c.add_(c2) if coefficients else None)
 
 
 def _normalise(
-    w: torch.Tensor, Qt: torch.Tensor, scale: torch.Tensor, generator: torch.Generator
+    w: torch.Tensor, Qt: torch.Tensor, tiny: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``w / ||w||`` and ``||w||`` per matrix of the batch; where ``||w||`` is at rounding
-    level (an invariant subspace), a random unit vector orthogonal to ``Q = Qt^T`` and 0."""
-    norm = torch.linalg.vector_norm(w, dim=(-2, -1))
-    small = norm <= 64 * torch.finfo(norm.dtype).eps * scale
+    """``w / ||w||`` and ``||w||`` (shape (*, 1, 1)) per matrix of the batch; where
+    ``||w|| <= tiny`` (rounding level: an invariant subspace), a random unit vector
+    orthogonal to ``Q = Qt^T`` and 0."""
+    norm = torch.linalg.vector_norm(w, dim=(-2, -1), keepdim=True)
+    small = norm <= tiny
     if bool(small.any()):
         fresh = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
-        fresh, _ = _project_out(Qt, fresh)
+        fresh, _ = _project_out(Qt, fresh, coefficients=False)
         fresh = fresh / torch.linalg.vector_norm(fresh, dim=(-2, -1), keepdim=True)
         norm = torch.where(small, torch.zeros_like(norm), norm)
         safe = torch.where(small, torch.ones_like(norm), norm)
-        w = torch.where(small[..., None, None], fresh, w / safe[..., None, None])
-        return w, norm
-    return w / norm[..., None, None], norm
+        return torch.where(small, fresh, w / safe), norm
+    return w.div_(norm), norm
 
 
 def lanczos_single(
@@ -112,6 +117,7 @@ def lanczos_single(
     keep = min(max((max_basis + k) // 2, k + 1), max_basis - 1)
     norm = torch.linalg.matrix_norm(A)
     scale = torch.where(norm > 0, norm, torch.ones_like(norm))
+    tiny = (64 * torch.finfo(norm.dtype).eps * scale)[..., None, None]
     # Preallocated bases, stored transposed (one contiguous row per vector, so that the
     # leading rows in use are a contiguous block): a step writes one row of each, a
     # restart rewrites the leading ``keep`` rows; ``j`` rows are in use.
@@ -120,8 +126,7 @@ def lanczos_single(
     B = A.new_zeros((*batch, max_basis, max_basis))
     j = 0
     start = torch.randn((*batch, n, 1), generator=generator, dtype=A.dtype, device=A.device)
-    r, _ = _normalise(start, Vt[..., :0, :], scale, generator)
-    beta = torch.ones(batch, dtype=norm.dtype, device=A.device)
+    r, beta = _normalise(start, Vt[..., :0, :], tiny, generator)
     ritz: dict[str, torch.Tensor] = {}
     spans_all = False
 
@@ -129,16 +134,15 @@ def lanczos_single(
         nonlocal r, beta, j
         Vt[..., j, :] = r[..., 0]
         w, c = _project_out(Ut[..., :j, :], A @ r)
-        u, alpha = _normalise(w, Ut[..., :j, :], scale, generator)
-        B[..., :j, j : j + 1] = c
-        B[..., j, j] = alpha.to(A.dtype)
+        u, alpha = _normalise(w, Ut[..., :j, :], tiny, generator)
+        B[..., : j + 1, j : j + 1] = torch.cat([cast(torch.Tensor, c), alpha.to(A.dtype)], -2)
         Ut[..., j, :] = u[..., 0]
         j += 1
         if j == n:  # V spans the whole space: the residual is rounding noise
             beta = torch.zeros_like(beta)
             return
-        r_raw, _ = _project_out(Vt[..., :j, :], (u.mH @ A).mH)
-        r, beta = _normalise(r_raw, Vt[..., :j, :], scale, generator)
+        w, _ = _project_out(Vt[..., :j, :], (u.mH @ A).mH.resolve_conj(), coefficients=False)
+        r, beta = _normalise(w, Vt[..., :j, :], tiny, generator)
 
     # The small SVD costs as much as a product with a 1000 x 500 matrix: it is taken
     # when the estimates so far predict convergence (at half the predicted number of
@@ -166,7 +170,8 @@ def lanczos_single(
                 continue
             P, s, Qh = torch.linalg.svd(B[..., :j, :j])
             Q = Qh.mH
-            value = _batch_max(beta * torch.linalg.vector_norm(P[..., -1, :k], dim=-1) / scale)
+            estimates = beta[..., 0, 0] * torch.linalg.vector_norm(P[..., -1, :k], dim=-1)
+            value = _batch_max(estimates / scale)
             schedule(value)
             Uj, Vj = Ut[..., :j, :], Vt[..., :j, :]
             if value <= rtol or j == n or j >= max_basis:
