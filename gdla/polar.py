@@ -456,6 +456,8 @@ def polar(
     OptionError
         Unknown ``method``, bad ``rtol``, ``max_iter`` or ``options``.
 
+    Notes
+    -----
     Gradients flow to A by the formula of the polar decomposition, not through the
     iterations: with :math:`H^2 = A^HA` and :math:`dU = (dA - U\,dH)H^{-1}` (tall A),
     :math:`\bar A = \bar U H^{-1} + 2AZ` where :math:`HZ + ZH` is the Hermitian part

@@ -916,6 +916,8 @@ def svd(
     seed : int, optional
         Seed of the private generator of the random start.  Default 0.
 
+    Notes
+    -----
     Gradients: when A requires grad, ``S`` is differentiable (:math:`d\sigma_i =
     \operatorname{Re} u_i^H\,dA\,v_i`, so :math:`\bar A = U \operatorname{diag}(\bar S)
     V^H`), not through the iterations.  ``U`` and ``Vh`` are differentiable too when
