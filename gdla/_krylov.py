@@ -32,6 +32,10 @@ __all__ = ["lanczos_single", "default_basis"]
 Factors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+#: Matrices with at least this many entries get a transposed copy on the CPU.
+_COPY_FROM = 1 << 20
+
+
 def default_basis(k: int, n: int) -> int:
     """Default largest basis: ``max(2k + 20, 3k)``, at most ``n``.
 
@@ -118,6 +122,15 @@ def lanczos_single(
     norm = torch.linalg.matrix_norm(A)
     scale = torch.where(norm > 0, norm, torch.ones_like(norm))
     tiny = (64 * torch.finfo(norm.dtype).eps * scale)[..., None, None]
+    # On the CPU, MKL (torch 2.13) computes a row vector times a matrix, x^T M, two to
+    # three times faster than a matrix times a column, A v (measured on 2000 x 1000 and
+    # 4000 x 2000 float64): for large matrices, where the products dominate, A v is
+    # formed as (v^T A^T)^T from one transposed copy of A.
+    At = A.mT.contiguous() if A.device.type == "cpu" and m * n >= _COPY_FROM else None
+
+    def times_A(v: torch.Tensor) -> torch.Tensor:
+        return A @ v if At is None else (v.mT @ At).mT
+
     # Preallocated bases, stored transposed (one contiguous row per vector, so that the
     # leading rows in use are a contiguous block): a step writes one row of each, a
     # restart rewrites the leading ``keep`` rows; ``j`` rows are in use.
@@ -133,7 +146,7 @@ def lanczos_single(
     def extend() -> None:
         nonlocal r, beta, j
         Vt[..., j, :] = r[..., 0]
-        w, c = _project_out(Ut[..., :j, :], A @ r)
+        w, c = _project_out(Ut[..., :j, :], times_A(r).resolve_conj())
         u, alpha = _normalise(w, Ut[..., :j, :], tiny, generator)
         B[..., : j + 1, j : j + 1] = torch.cat([cast(torch.Tensor, c), alpha.to(A.dtype)], -2)
         Ut[..., j, :] = u[..., 0]

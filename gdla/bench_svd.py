@@ -117,10 +117,17 @@ class _TorchProducts(TorchFunctionMode):
     def __init__(self, A: torch.Tensor) -> None:
         super().__init__()
         self.storage = A.untyped_storage().data_ptr()
+        self.transposed = A.mT.shape
         self.count = 0
 
     def _is_A(self, t: object) -> bool:
-        return isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == self.storage
+        """A view of A, or a transposed copy of it (gdla._krylov makes one on the CPU):
+        a contiguous tensor of A^T's shape (the test matrices are not square)."""
+        if not isinstance(t, torch.Tensor):
+            return False
+        if t.untyped_storage().data_ptr() == self.storage:
+            return True
+        return t.shape == self.transposed and t.shape[-1] != t.shape[-2] and t.is_contiguous()
 
     def __torch_function__(
         self,
