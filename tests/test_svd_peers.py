@@ -95,6 +95,16 @@ def test_single_vector_kernel_matches_torch_linalg_svd(
     assert float((overlap - 1).abs().max()) <= 1e4 * eps
 
 
+def test_large_matrices_use_a_transposed_copy_and_agree() -> None:
+    # 1200 x 900 has more than 2**20 entries: A v runs as (v^T A^T)^T from a copy of A.
+    A = bench_svd.peer_matrix("0.99^j", 1200, 900)
+    (U, S, V), products = bench_svd.run_peer("gdla", A, 5, {"rtol": 1e-12})
+    assert 0 < products < 400
+    assert gdla_residual(A, U, S, V) <= 1e-12
+    assert torch.allclose(S, torch.tensor(0.99, dtype=F64) ** torch.arange(5), rtol=1e-11)
+    assert float(orthogonality_error(U)) < 1e-13 and float(orthogonality_error(V)) < 1e-13
+
+
 def test_kernel_restarts_from_a_fresh_vector_when_the_space_breaks_down() -> None:
     # Rank 5: the Krylov space of one vector is invariant after 5 steps; the kernel
     # continues from a random vector orthogonal to it and finds the zero singular values.
