@@ -38,6 +38,7 @@ __all__ = [
     "comparative",
     "count_phrase",
     "number_word",
+    "plural",
     "record",
     "times_phrase",
 ]
@@ -120,6 +121,13 @@ def number_word(n: int) -> str:
     """``n`` in words up to ten, in digits beyond (``3`` -> ``'three'``)."""
     n = int(n)
     return _WORDS[n] if 0 <= n < len(_WORDS) else f"{n:,}"
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``n`` and ``noun``, the noun in the plural unless ``n`` is one (``'1 thread'``, ``'2 threads'``)."""
+    n = int(n)
+    word = noun if n == 1 else (plural_form or noun + "s")
+    return f"{n:,} {word}"
 
 
 def count_phrase(k: int, n: int) -> str:
