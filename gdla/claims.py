@@ -124,7 +124,7 @@ def number_word(n: int) -> str:
 
 
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
-    """``n`` and ``noun``, the noun in the plural unless ``n`` is one (``'1 thread'``, ``'2 threads'``)."""
+    """``n`` and ``noun``, in the plural unless ``n`` is one: ``'1 thread'``, ``'2 threads'``."""
     n = int(n)
     word = noun if n == 1 else (plural_form or noun + "s")
     return f"{n:,} {word}"
