@@ -39,6 +39,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -123,8 +124,31 @@ def median_time(function: Callable[[], object], repeats: int = 5, *, sample: flo
     return statistics.median(samples)
 
 
+_BLAS_NAMES = {"mkl": "MKL", "open": "OpenBLAS", "accelerate": "Accelerate", "eigen": "Eigen"}
+
+
+def _blas_library(config: str) -> str:
+    """The BLAS and LAPACK that torch was built with, from ``torch.__config__.show()``.
+
+    For example ``'MKL 2024.2 (LAPACK: MKL)'``; ``'unknown'`` where the build
+    settings do not name them.
+    """
+    found = {key: re.search(rf"\b{key}_INFO=([^,\s]+)", config) for key in ("BLAS", "LAPACK")}
+    names = {
+        key: _BLAS_NAMES.get(match.group(1).lower(), match.group(1)) if match else "unknown"
+        for key, match in found.items()
+    }
+    blas = names["BLAS"]
+    version = re.search(r"Math Kernel Library Version ([0-9][0-9.]*)", config)
+    if blas == "MKL" and version:
+        blas = f"MKL {version.group(1)}"
+    return f"{blas} (LAPACK: {names['LAPACK']})"
+
+
 def machine() -> dict[str, str | int]:
-    """The facts a timing depends on: CPU model, logical CPUs, torch threads and versions."""
+    """The facts a timing depends on: CPU model, logical CPUs, torch threads and versions,
+    the BLAS/LAPACK library torch calls (``'blas'``, e.g. ``'MKL 2024.2 (LAPACK: MKL)'``)
+    and the vector instructions its kernels use (``'simd'``, e.g. ``'AVX512'``)."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -139,6 +163,8 @@ def machine() -> dict[str, str | int]:
         "cpus": os.cpu_count() or 1,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "blas": _blas_library(torch.__config__.show()),
+        "simd": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
         "system": platform.system(),
     }
@@ -555,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine()
     print(
         f"{facts['cpu']} ({facts['cpus']} logical CPUs), torch {facts['torch']},"
-        f" {facts['threads']} threads, float64"
+        f" {facts['threads']} threads, BLAS {facts['blas']}, {facts['simd']}, float64"
     )
     print(format_table(rows))
     missed = [row for row in rows if not row.met]

@@ -50,3 +50,29 @@ def test_machine_names_what_a_timing_depends_on() -> None:
     assert facts["threads"] == torch.get_num_threads()
     assert isinstance(facts["cpu"], str) and facts["cpu"]
     assert isinstance(facts["cpus"], int) and facts["cpus"] >= 1
+    assert facts["blas"] == bench._blas_library(torch.__config__.show())
+    assert facts["simd"] == torch.backends.cpu.get_cpu_capability()
+    assert {"python", "system"} <= facts.keys()
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            "  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605\n"
+            "  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release, LAPACK_INFO=mkl, PERF=1,",
+            "MKL 2024.2 (LAPACK: MKL)",
+        ),
+        (
+            "  - Build settings: BLAS_INFO=open, LAPACK_INFO=open, TORCH_VERSION=2.13.0",
+            "OpenBLAS (LAPACK: OpenBLAS)",
+        ),
+        (
+            "  - Build settings: BLAS_INFO=accelerate, LAPACK_INFO=accelerate,",
+            "Accelerate (LAPACK: Accelerate)",
+        ),
+        ("  - Build settings: BUILD_TYPE=Release,", "unknown (LAPACK: unknown)"),
+    ],
+)
+def test_machine_names_the_blas_torch_was_built_with(config: str, expected: str) -> None:
+    assert bench._blas_library(config) == expected
