@@ -297,6 +297,10 @@ class BookAnimation:
         self.alt = alt
         self.dpi = dpi
 
+    def __repr__(self) -> str:
+        # No memory address: a notebook's plain-text output must be the same in every run.
+        return f"<BookAnimation: {len(self.frames)} frames>"
+
     def _repr_html_(self) -> str:
         from matplotlib.animation import FuncAnimation
 
