@@ -90,7 +90,7 @@ class Claims:
 
         Parameters
         ----------
-        holds : bool-like
+        holds : object
             The result of testing the claim against this build's numbers.
         claim : str
             The sentence (or its gist) as the reader sees it.
