@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._validation import OptionError, check_option, check_positive
+from ._validation import OptionError, check_option, check_positive, options_dict
 
 __all__ = [
     "Outcome",
@@ -29,6 +29,8 @@ __all__ = [
     "autograd_on",
     "normal_tensor",
     "stopped_by_user",
+    "LBFGS_DEFAULTS",
+    "optimizer_options",
 ]
 
 #: ``method=`` names that drive a :mod:`torch.optim` optimiser on the problem's loss.
@@ -291,3 +293,16 @@ def torch_optimizer_step(
     See :class:`OptimizerStep`.
     """
     return OptimizerStep(function, loss, residual, params, method, options, plateau=plateau)
+
+
+#: Defaults for ``method="lbfgs"``, under the user's options (LBFGS's own stopping
+#: tests are switched off by :func:`torch_optimizer_step`).  Each iteration runs up to
+#: 20 LBFGS iterations: with one per ``step()`` call, torch's LBFGS (2.13) can get
+#: stuck on the penalty loss (its line search returns a zero step for good).
+LBFGS_DEFAULTS = {"max_iter": 20}
+
+
+def optimizer_options(function: str, method: str, options: object) -> dict[str, Any]:
+    """Options for :func:`torch_optimizer_step`, with :data:`LBFGS_DEFAULTS` for LBFGS."""
+    given = options_dict(function, options)
+    return {**LBFGS_DEFAULTS, **given} if method == "lbfgs" else given

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -25,6 +26,10 @@ __all__ = [
     "check_positive",
     "check_number",
     "check_seed",
+    "check_rank",
+    "check_count",
+    "options_dict",
+    "method_options",
 ]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
@@ -218,4 +223,47 @@ def check_seed(function: str, value: object) -> int:
         or not (0 <= int(value) < 2**64)
     ):
         raise OptionError(function, "seed to be an integer with 0 <= seed < 2**64", repr(value))
+    return int(value)
+
+
+def check_rank(function: str, name: str, value: object, upper: int) -> int:
+    """Check that ``value`` is an integer in ``[1, upper]`` and return it as an int."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not 1 <= int(value) <= upper
+    ):
+        raise OptionError(
+            function, f"{name} to be an integer with 1 <= {name} <= {upper}", repr(value)
+        )
+    return int(value)
+
+
+def options_dict(function: str, options: object) -> dict[str, Any]:
+    """A copy of ``options`` as a dict (``{}`` for None); anything but a mapping is an error."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise OptionError(function, "options to be a dict or None", type(options).__name__)
+    return dict(options)
+
+
+def method_options(
+    function: str, method: str, options: object, defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Merge ``options`` into ``defaults``, rejecting any key that the method does not know."""
+    options = options_dict(function, options)
+    unknown = sorted(str(key) for key in set(options) - set(defaults))
+    if unknown:
+        known = ", ".join(repr(key) for key in defaults) or "none"
+        raise OptionError(
+            function, f"options of method {method!r} among ({known})", ", ".join(unknown)
+        )
+    return {**defaults, **options}
+
+
+def check_count(function: str, name: str, value: object) -> int:
+    """Check that an option is a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
+        raise OptionError(function, f"{name} to be a non-negative integer", repr(value))
     return int(value)

@@ -25,10 +25,13 @@ from ._iterate import (
     default_rtol,
     iterate,
     normal_tensor,
+    optimizer_options,
     torch_optimizer_step,
 )
+from ._krylov import on_tall, subspace_kernel
 from ._result import CompletionResult
 from ._scaling import ldexp, power_of_two_exponent
+from ._tensor import batch_max, randn_like, safe_divide, scale_columns, seeded_generator
 from ._validation import (
     DtypeError,
     ShapeError,
@@ -36,19 +39,9 @@ from ._validation import (
     check_number,
     check_option,
     check_positive,
-)
-from .svd import (
-    _as_dict,
-    _batch_max,
-    _check_rank,
-    _generator,
-    _optimizer_options,
-    _options,
-    _randn,
-    _safe_divide,
-    _scale_columns,
-    _subspace_kernel,
-    _tall,
+    check_rank,
+    method_options,
+    options_dict,
 )
 
 __all__ = ["complete", "METHODS"]
@@ -132,7 +125,7 @@ class _Problem:
         """``||grad f||_F / (||P_Omega(M)||_F ||(L, R)||_F)``, the largest over the batch."""
         gL, gR = self.gradient(L, R)
         grad = _pair_norm(gL, gR)
-        return _batch_max(_safe_divide(grad, self.observed_norm * _pair_norm(L, R)))
+        return batch_max(safe_divide(grad, self.observed_norm * _pair_norm(L, R)))
 
 
 def _pair_norm(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
@@ -242,20 +235,20 @@ def _start(
     m, n = M.shape[-2:]
     if init == "random":
         c = (m * n * rank) ** -0.25
-        L = c * _randn((*M.shape[:-2], m, rank), M, generator)
-        return L, c * _randn((*M.shape[:-2], n, rank), M, generator)
+        L = c * randn_like((*M.shape[:-2], m, rank), M, generator)
+        return L, c * randn_like((*M.shape[:-2], n, rank), M, generator)
     fraction = problem.W.mean(dim=(-2, -1))
     fraction = torch.where(fraction > 0, fraction, torch.ones_like(fraction))
     B = M / fraction[..., None, None].to(M.dtype)
     block = min(rank + 10, m, n)
-    (U, S, V), _ = _tall(
+    (U, S, V), _ = on_tall(
         B,
-        lambda A: _subspace_kernel(
+        lambda A: subspace_kernel(
             A, rank, block, generator, rtol=1e-3, max_iter=10, function=_FUNCTION
         ),
     )
     root = S.sqrt()
-    return _scale_columns(U, root), _scale_columns(V, root)
+    return scale_columns(U, root), scale_columns(V, root)
 
 
 def complete(
@@ -430,19 +423,19 @@ def complete(
         check_positive(_FUNCTION, "rank", rank, integer=True)  # type: ignore[arg-type]
         rank = int(rank)
     else:
-        rank = _check_rank(_FUNCTION, "rank", rank, min(m, n))
+        rank = check_rank(_FUNCTION, "rank", rank, min(m, n))
     rtol = default_rtol(observed.dtype) if rtol is None else rtol
     rtol = check_positive(_FUNCTION, "rtol", rtol)
     max_iter = _MAX_ITER[method] if max_iter is None else max_iter
     max_iter = int(check_positive(_FUNCTION, "max_iter", max_iter, integer=True))
-    generator = _generator(_FUNCTION, seed, observed.device)
+    generator = seeded_generator(_FUNCTION, seed, observed.device)
 
     ours = {"reg": 0.0, "init": "spectral"}
     if method in ("als", "gd"):
-        opts = _options(_FUNCTION, method, options, ours)
+        opts = method_options(_FUNCTION, method, options, ours)
         optimiser_options: dict[str, Any] = {}
     else:
-        given = _as_dict(_FUNCTION, options)
+        given = options_dict(_FUNCTION, options)
         opts = {key: given.pop(key, value) for key, value in ours.items()}
         optimiser_options = given
     reg = check_number(_FUNCTION, "options['reg']", opts["reg"], low=0)
@@ -483,7 +476,7 @@ def complete(
             lambda: problem.residual(L, R),
             [L, R],
             method,
-            _optimizer_options(_FUNCTION, method, optimiser_options),
+            optimizer_options(_FUNCTION, method, optimiser_options),
         )
         outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
         if not outcome.converged:

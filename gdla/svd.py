@@ -40,7 +40,6 @@ convention, the relative SVD residual, the subspace kernel) are shared with
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -49,6 +48,7 @@ from torch.nn.utils import parametrizations
 
 from . import _implicit
 from ._iterate import (
+    LBFGS_DEFAULTS,
     TORCH_OPTIMIZERS,
     OptimizerStep,
     Outcome,
@@ -56,18 +56,38 @@ from ._iterate import (
     default_rtol,
     iterate,
     normal_tensor,
+    optimizer_options,
     torch_optimizer_step,
 )
-from ._krylov import default_basis, lanczos_single
+from ._krylov import (
+    default_basis,
+    lanczos_block,
+    lanczos_single,
+    on_tall,
+    subspace_kernel,
+    svd_residual,
+)
 from ._result import SVDResult
 from ._scaling import ldexp, power_of_two_exponent
+from ._tensor import (
+    batch_max,
+    batch_min,
+    qf,
+    randn_like,
+    safe_divide,
+    scale_columns,
+    seeded_generator,
+)
 from ._validation import (
     OptionError,
+    check_count,
     check_matrix,
     check_number,
     check_option,
     check_positive,
-    check_seed,
+    check_rank,
+    method_options,
+    options_dict,
 )
 
 __all__ = ["svd", "METHODS"]
@@ -104,128 +124,6 @@ Callback = Callable[[int, float], object]
 Factors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-# ----------------------------------------------------------------------------
-# Helpers shared with gdla.complete
-# ----------------------------------------------------------------------------
-
-
-def _check_rank(function: str, name: str, value: object, upper: int) -> int:
-    """Check that ``value`` is an integer in ``[1, upper]`` and return it as an int."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or not 1 <= int(value) <= upper
-    ):
-        raise OptionError(
-            function, f"{name} to be an integer with 1 <= {name} <= {upper}", repr(value)
-        )
-    return int(value)
-
-
-def _generator(function: str, seed: object, device: torch.device) -> torch.Generator:
-    """A private generator on ``device`` seeded by ``seed`` (the global RNG is never used)."""
-    return torch.Generator(device=device).manual_seed(check_seed(function, seed))
-
-
-def _options(
-    function: str, method: str, options: object, defaults: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Merge ``options`` into ``defaults``, rejecting any key that the method does not know."""
-    options = _as_dict(function, options)
-    unknown = sorted(str(key) for key in set(options) - set(defaults))
-    if unknown:
-        known = ", ".join(repr(key) for key in defaults) or "none"
-        raise OptionError(
-            function, f"options of method {method!r} among ({known})", ", ".join(unknown)
-        )
-    return {**defaults, **options}
-
-
-def _as_dict(function: str, options: object) -> dict[str, Any]:
-    """A copy of ``options`` as a dict (``{}`` for None); anything but a mapping is an error."""
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise OptionError(function, "options to be a dict or None", type(options).__name__)
-    return dict(options)
-
-
-#: Defaults for ``method="lbfgs"``, under the user's options (LBFGS's own stopping
-#: tests are switched off by :func:`torch_optimizer_step`).  Each iteration runs up to
-#: 20 LBFGS iterations: with one per ``step()`` call, torch's LBFGS (2.13) can get
-#: stuck on the penalty loss (its line search returns a zero step for good).
-_LBFGS_DEFAULTS = {"max_iter": 20}
-
-
-def _optimizer_options(function: str, method: str, options: object) -> dict[str, Any]:
-    """Options for :func:`torch_optimizer_step`, with :data:`_LBFGS_DEFAULTS` for LBFGS."""
-    given = _as_dict(function, options)
-    return {**_LBFGS_DEFAULTS, **given} if method == "lbfgs" else given
-
-
-def _check_count(function: str, name: str, value: object) -> int:
-    """Check that an option is a non-negative integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
-        raise OptionError(function, f"{name} to be a non-negative integer", repr(value))
-    return int(value)
-
-
-def _randn(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Standard normal entries of ``like``'s dtype and device (complex: unit variance)."""
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
-
-
-def _orth(X: torch.Tensor) -> torch.Tensor:
-    """An orthonormal basis of the column space of ``X`` (Householder QR, robust to rank loss)."""
-    return torch.linalg.qr(X).Q
-
-
-def _qf(X: torch.Tensor) -> torch.Tensor:
-    """The Q factor of ``X = QR`` with ``diag(R)`` real positive: the QR retraction."""
-    Q, R = torch.linalg.qr(X)
-    phase = torch.sgn(R.diagonal(dim1=-2, dim2=-1))
-    return Q * torch.where(phase == 0, torch.ones_like(phase), phase).unsqueeze(-2)
-
-
-def _safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` where ``den > 0`` and ``num`` where ``den == 0`` (a zero matrix)."""
-    positive = den > 0
-    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), num)
-
-
-def _batch_max(values: torch.Tensor) -> float:
-    """The largest entry (the worst matrix of the batch) as a Python float."""
-    return float(values.max()) if values.numel() else 0.0
-
-
-def _batch_min(values: torch.Tensor) -> float:
-    """The smallest entry as a Python float (1.0 for an empty batch)."""
-    return float(values.min()) if values.numel() else 1.0
-
-
-def _scale_columns(X: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """``X @ diag(d)`` for a batch, ``d`` of shape (*, k), real or complex."""
-    return X * d.to(X.dtype).unsqueeze(-2)
-
-
-def _svd_residual(
-    AV: torch.Tensor,
-    AhU: torch.Tensor,
-    U: torch.Tensor,
-    d: torch.Tensor,
-    V: torch.Tensor,
-    norm: torch.Tensor,
-) -> torch.Tensor:
-    """Relative residual of an approximate SVD, one value per matrix of the batch.
-
-    ``max(||A V - U D||_F, ||A^H U - V D^H||_F) / ||A||_F`` with ``D = diag(d)``,
-    given the products ``AV = A @ V`` and ``AhU = A^H @ U`` (zero matrices give 0).
-    """
-    r_left = torch.linalg.matrix_norm(AV - _scale_columns(U, d))
-    r_right = torch.linalg.matrix_norm(AhU - _scale_columns(V, d.conj()))
-    return _safe_divide(torch.maximum(r_left, r_right), norm)
-
-
 def _canonical(U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> Factors:
     """Sort the triplets by descending ``S`` and apply the sign convention; return (U, S, Vh).
 
@@ -243,178 +141,9 @@ def _canonical(U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> Factors:
     return U * phase, S, (V * phase).mH.contiguous()
 
 
-def _subspace_kernel(
-    A: torch.Tensor,
-    k: int,
-    block: int,
-    generator: torch.Generator,
-    *,
-    rtol: float,
-    max_iter: int,
-    callback: Callback | None = None,
-    function: str = _FUNCTION,
-) -> tuple[Factors, Outcome]:
-    """Block subspace iteration with Rayleigh--Ritz for the top ``k`` triplets of ``A``.
-
-    ``A`` has shape (*, m, n) with ``m >= n`` and ``k <= block <= n``.  Before the
-    loop, ``U = orth(A @ Omega)`` for a Gaussian ``Omega`` of ``block`` columns.
-    Each iteration then (1) forms ``Z = A^H U`` and ``Z = V R``, (2) takes the SVD
-    ``R^H = P diag(s) Q^H`` of ``R^H = U^H A V``, the Rayleigh--Ritz step giving the
-    triplets ``(U P, s, V Q)``, (3) forms ``Y = A V``, which measures the residual of
-    the leading ``k`` triplets and gives the next ``U = orth(Y Q)``.  Returns the
-    factors (U (*, m, k), S (*, k), V (*, n, k)) whose residual was last recorded.
-    """
-    norm = torch.linalg.matrix_norm(A)
-    Omega = _randn((*A.shape[:-2], A.shape[-1], block), A, generator)
-    U = _orth(A @ Omega)
-    state: dict[str, torch.Tensor] = {}
-
-    def step() -> float:
-        nonlocal U
-        Z = A.mH @ U
-        V, R = torch.linalg.qr(Z)
-        P, s, Qh = torch.linalg.svd(R.mH)
-        Q = Qh.mH
-        YQ = (A @ V) @ Q
-        Pk, Qk, sk = P[..., :k], Q[..., :k], s[..., :k]
-        Uk, Vk = U @ Pk, V @ Qk
-        residual = _svd_residual(YQ[..., :k], Z @ Pk, Uk, sk, Vk, norm)
-        state.update(U=Uk, S=sk, V=Vk)
-        U = _orth(YQ)
-        return _batch_max(residual)
-
-    outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
-    return (state["U"], state["S"], state["V"]), outcome
-
-
-def _times(A: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """``A @ X`` for a thin ``X``, computed as ``(X^H A^H)^H``.
-
-    The same product, but MKL on CPU runs the wide-output form up to 2-3 times
-    faster when ``X`` has a few tens of columns (measured with torch 2.13 on
-    4000 x 2000 and 4000 x 60 operands).
-    """
-    return (X.mH @ A.mH).mH
-
-
-def _project_out(Q: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``W - Q C`` with ``C = Q^H W``, orthogonalised twice (classical Gram--Schmidt, twice
-    is enough); returns the projected ``W`` and the total coefficients ``C``."""
-    C = _times(Q.mH, W)
-    W = W - _times(Q, C)
-    C2 = _times(Q.mH, W)
-    return W - _times(Q, C2), C + C2
-
-
-def _extend_basis(
-    Q: torch.Tensor, W: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Orthonormal columns ``N`` orthogonal to ``Q`` with ``W = Q C + N R``; returns (N, C, R).
-
-    When the projected ``W`` is nearly rank deficient (it lies almost in the span of
-    ``Q``: an invariant subspace has been found, or the bases fill the space), its
-    QR decomposition magnifies the rounding errors of the projection, and ``N`` is
-    no longer orthogonal to ``Q`` to working accuracy: it is then projected and
-    factored once more, which keeps the bases orthonormal.
-    """
-    W, C = _project_out(Q, W)
-    N, R = torch.linalg.qr(W)
-    leak = Q.mH @ N
-    if _batch_max(leak.abs()) > 100 * torch.finfo(W.dtype).eps:
-        N, R_again = torch.linalg.qr(N - Q @ leak)
-        R = R_again @ R
-    return N, C, R
-
-
-def _lanczos_kernel(
-    A: torch.Tensor,
-    k: int,
-    block: int,
-    max_basis: int,
-    generator: torch.Generator,
-    *,
-    rtol: float,
-    max_iter: int,
-    callback: Callback | None = None,
-) -> tuple[Factors, Outcome]:
-    """Block Golub--Kahan--Lanczos bidiagonalization with thick restarts, top ``k`` triplets.
-
-    ``A`` has shape (*, m, n) with ``m >= n``, ``k <= block <= n``, and either
-    ``block == n`` (one exact iteration) or ``k + block <= max_basis <= n - block``.
-    The bases ``U`` (m x d) and ``V`` (n x d) are orthonormal, with ``A V = U B``
-    for the small ``B = U^H A V`` and ``A^H U = V B^H + W L E^H``, where ``W``
-    (n x block) is the next block of ``V`` and ``E`` selects the newest block of
-    ``U``.  Iteration i (1) forms ``A W`` and appends its part orthogonal to ``U``
-    to ``U`` (and ``W`` to ``V``), (2) takes the SVD ``B = P diag(s) Q^H``, the
-    Rayleigh--Ritz step giving the triplets ``(U P, s, V Q)``, (3) forms ``A^H``
-    times the newest block of ``U``, whose part orthogonal to ``V`` is the next
-    ``W L``.  The Ritz triplets satisfy ``A V Q = U P diag(s)`` exactly and
-    ``A^H U P - V Q diag(s) = W L E^H P``, so their residual is ``||L E^H P_k||_F``
-    and costs no extra product; once that estimate is below ``rtol``, the right
-    residual is recomputed from ``A^H U_k`` (one product with k columns), since
-    the recurrence leaves out rounding errors.  When ``d`` would exceed
-    ``max_basis`` the bases are cut to the leading ``max_basis - block`` Ritz
-    vectors (a thick restart), which keeps both relations.
-    """
-    n = A.shape[-1]
-    batch = A.shape[:-2]
-    norm = torch.linalg.matrix_norm(A)
-    U = A.new_zeros((*batch, A.shape[-2], 0))
-    V = A.new_zeros((*batch, n, 0))
-    B = A.new_zeros((*batch, 0, 0))
-    W = _orth(_randn((*batch, n, block), A, generator))
-    ritz: dict[str, torch.Tensor] = {}
-
-    def step() -> float:
-        nonlocal U, V, B, W
-        U_new, C, R = _extend_basis(U, _times(A, W))
-        zeros = A.new_zeros((*batch, block, B.shape[-1]))
-        B = torch.cat([torch.cat([B, C], dim=-1), torch.cat([zeros, R], dim=-1)], dim=-2)
-        U, V = torch.cat([U, U_new], dim=-1), torch.cat([V, W], dim=-1)
-        P, s, Qh = torch.linalg.svd(B)
-        ritz.update(U=U, V=V, P=P[..., :k], S=s[..., :k], Q=Qh.mH[..., :k])
-        W_next, _, L = _extend_basis(V, _times(A.mH, U_new))
-        residual = torch.linalg.matrix_norm(L @ P[..., -block:, :k])
-        if V.shape[-1] < n:  # else V spans everything, L is rounding noise: exhausted
-            W = W_next
-            if V.shape[-1] + block > max_basis:
-                keep = max_basis - block
-                U, V = U @ P[..., :keep], V @ Qh.mH[..., :keep]
-                B = torch.diag_embed(s[..., :keep].to(A.dtype))
-        estimate = _batch_max(_safe_divide(residual, norm))
-        if estimate > rtol:
-            return estimate
-        # The recurrence leaves out rounding errors: recompute the right residual (the
-        # left one, A V_k - U_k S, vanishes up to rounding because A V = U B was formed
-        # block by block from the products themselves).
-        Uk, Vk = ritz["U"] @ ritz["P"], ritz["V"] @ ritz["Q"]
-        right = _times(A.mH, Uk) - _scale_columns(Vk, ritz["S"])
-        return _batch_max(_safe_divide(torch.linalg.matrix_norm(right), norm))
-
-    def exhausted() -> str | None:
-        return "the Krylov space is the whole space" if V.shape[-1] == n else None
-
-    outcome = iterate(
-        _FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback, exhausted=exhausted
-    )
-    factors = (ritz["U"] @ ritz["P"], ritz["S"], ritz["V"] @ ritz["Q"])
-    return factors, outcome
-
-
 # ----------------------------------------------------------------------------
 # The methods of svd; each returns unsorted factors (U, S, V) and the outcome.
 # ----------------------------------------------------------------------------
-
-
-def _tall(
-    A: torch.Tensor,
-    solver: Callable[[torch.Tensor], tuple[Factors, Outcome]],
-) -> tuple[Factors, Outcome]:
-    """Run ``solver`` on ``A`` if it is tall (m >= n), else on ``A^H``, swapping U and V back."""
-    if A.shape[-2] >= A.shape[-1]:
-        return solver(A)
-    (U, S, V), outcome = solver(A.mH)
-    return (V, S, U), outcome
 
 
 def _solve_subspace(
@@ -426,11 +155,11 @@ def _solve_subspace(
     opts: dict[str, Any],
     generator: torch.Generator,
 ) -> tuple[Factors, Outcome]:
-    p = _check_count(_FUNCTION, "options['oversampling']", opts["oversampling"])
+    p = check_count(_FUNCTION, "options['oversampling']", opts["oversampling"])
     block = min(k + p, *A.shape[-2:])
-    return _tall(
+    return on_tall(
         A,
-        lambda B: _subspace_kernel(
+        lambda B: subspace_kernel(
             B, k, block, generator, rtol=rtol, max_iter=max_iter, callback=callback
         ),
     )
@@ -450,11 +179,11 @@ def _solve_lanczos(
         # Default: one vector per step (gdla._krylov), the fewest products; smaller
         # matrices take the block path below, whose first block spans the whole space.
         basis = opts["max_basis"]
-        basis = default_basis(k, size) if basis is None else _check_count(
+        basis = default_basis(k, size) if basis is None else check_count(
             _FUNCTION, "options['max_basis']", basis)  # fmt: skip
-        return _tall(A, lambda T: lanczos_single(
+        return on_tall(A, lambda T: lanczos_single(
             T, k, basis, generator, rtol=rtol, max_iter=max_iter, callback=callback))  # fmt: skip
-    p = _check_count(_FUNCTION, "options['oversampling']", opts["oversampling"] or 10)
+    p = check_count(_FUNCTION, "options['oversampling']", opts["oversampling"] or 10)
     block = min(k + p, size)
     # The next block must fit beside the largest basis kept at a restart (k vectors):
     # when it cannot, one block spanning the whole space makes the first iteration exact.
@@ -464,7 +193,7 @@ def _solve_lanczos(
     if opts["max_basis"] is None:
         max_basis = min(largest, k + 3 * block)
     else:
-        max_basis = _check_count(_FUNCTION, "options['max_basis']", opts["max_basis"])
+        max_basis = check_count(_FUNCTION, "options['max_basis']", opts["max_basis"])
         if max_basis < min(k + block, size):
             raise OptionError(
                 _FUNCTION,
@@ -472,9 +201,9 @@ def _solve_lanczos(
                 repr(max_basis),
             )
         max_basis = min(max_basis, largest)
-    return _tall(
+    return on_tall(
         A,
-        lambda T: _lanczos_kernel(
+        lambda T: lanczos_block(
             T, k, block, max_basis, generator, rtol=rtol, max_iter=max_iter, callback=callback
         ),
     )
@@ -482,7 +211,7 @@ def _solve_lanczos(
 
 def _norm2_estimate(A: torch.Tensor, generator: torch.Generator, steps: int = 20) -> torch.Tensor:
     """A lower estimate of ``||A||_2`` (shape (*)) by ``steps`` power iterations on ``A^H A``."""
-    x = _randn((*A.shape[:-2], A.shape[-1], 1), A, generator)
+    x = randn_like((*A.shape[:-2], A.shape[-1], 1), A, generator)
     tiny = torch.finfo(A.real.dtype).tiny
     for _ in range(steps):
         x = A.mH @ (A @ x)
@@ -494,7 +223,7 @@ def _inverse_norm2(A: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``1 / sigma`` for the estimate ``sigma`` of ``||A||_2`` (shape (*); 1 for a zero A):
     the step size of the trace objective's gradient ascent, or the scale of its loss."""
     sigma = _norm2_estimate(A, generator)
-    return _safe_divide(torch.ones_like(sigma), sigma)
+    return safe_divide(torch.ones_like(sigma), sigma)
 
 
 def _trace_start(
@@ -504,8 +233,8 @@ def _trace_start(
     ``N = diag(k, k-1, ..., 1) / k`` (as a vector) of the trace objective."""
     m, n = A.shape[-2:]
     batch = A.shape[:-2]
-    U = _qf(_randn((*batch, m, k), A, generator))
-    V = _qf(_randn((*batch, n, k), A, generator))
+    U = qf(randn_like((*batch, m, k), A, generator))
+    V = qf(randn_like((*batch, n, k), A, generator))
     weights = (k - torch.arange(k, dtype=A.real.dtype, device=A.device)) / k
     return U, V, weights
 
@@ -546,11 +275,11 @@ def _solve_riemannian(
         GU, GV = AV * weights, AhU * weights
         xi_U = GU - U @ herm(U.mH @ GU)
         xi_V = GV - V @ herm(V.mH @ GV)
-        U = _qf(U + step_size * xi_U)
-        V = _qf(V + step_size * xi_V)
+        U = qf(U + step_size * xi_U)
+        V = qf(V + step_size * xi_V)
         AV, AhU = A @ V, A.mH @ U
         d = (U.conj() * AV).sum(dim=-2)
-        return _batch_max(_svd_residual(AV, AhU, U, d, V, norm))
+        return batch_max(svd_residual(AV, AhU, U, d, V, norm))
 
     outcome = iterate(_FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
     return _positive_phase(U, d, V), outcome
@@ -565,13 +294,13 @@ def _solve_orthogonal(
     options: object,
     generator: torch.Generator,
 ) -> tuple[Factors, Outcome]:
-    given = _as_dict(_FUNCTION, options)
+    given = options_dict(_FUNCTION, options)
     optimizer = given.pop("optimizer", "sgd")
     check_option(_FUNCTION, "options['optimizer']", optimizer, TORCH_OPTIMIZERS)
     defaults: dict[str, dict[str, object]] = {
         "sgd": {"lr": 0.5, "momentum": 0.9},
         "adam": {},
-        "lbfgs": dict(_LBFGS_DEFAULTS),
+        "lbfgs": dict(LBFGS_DEFAULTS),
     }
     U0, V0, weights = _trace_start(A, k, generator)
     scale = _inverse_norm2(A, generator)
@@ -607,7 +336,7 @@ def _solve_orthogonal(
         AV, AhU = A @ V, A.mH @ U
         d = (U.conj() * AV).sum(dim=-2)
         latest.update(U=U, V=V, d=d)
-        return _batch_max(_svd_residual(AV, AhU, U, d, V, norm))
+        return batch_max(svd_residual(AV, AhU, U, d, V, norm))
 
     step = torch_optimizer_step(
         _FUNCTION, loss, residual, params, optimizer, {**defaults[optimizer], **given}
@@ -626,8 +355,8 @@ def _complete_basis(Q: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     m, k = Q.shape[-2:]
     if m == k:
         return Q
-    N = _randn((*Q.shape[:-2], m, m - k), Q, generator)
-    return _qf(torch.cat([Q, N], dim=-1))
+    N = randn_like((*Q.shape[:-2], m, m - k), Q, generator)
+    return qf(torch.cat([Q, N], dim=-1))
 
 
 def _penalty_start(A: torch.Tensor, k: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -661,7 +390,7 @@ def _penalty_loss(
 
     k = U.shape[-1]
     eye_k = torch.eye(k, dtype=A.dtype, device=A.device)
-    fit = mse(_scale_columns(U, s.square()) @ V.mH, A)
+    fit = mse(scale_columns(U, s.square()) @ V.mH, A)
     gram_V = V @ V.mH if V.shape[-2] == k else V.mH @ V  # the original's V V^T when square
     return fit + mse(U.mH @ U, eye_k) / 100 + mse(gram_V, eye_k) / 100
 
@@ -680,17 +409,17 @@ def _solve_penalty_family(
     U, s, V = params
     scale = A.abs().square().mean(dim=(-2, -1))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    threshold = rtol**2 * _batch_min(scale)
+    threshold = rtol**2 * batch_min(scale)
 
     if method == "penalty":
-        opts = _options(_FUNCTION, method, options, {"lr": 0.9, "momentum": 0.9})
+        opts = method_options(_FUNCTION, method, options, {"lr": 0.9, "momentum": 0.9})
         check_positive(_FUNCTION, "options['lr']", opts["lr"])
         momentum = check_number(_FUNCTION, "options['momentum']", opts["momentum"], low=0)
         lr = float(opts["lr"])
 
         def step() -> float:
             losses = _penalty_loss(A, U, s, V)
-            value = _batch_max(losses.detach())
+            value = batch_max(losses.detach())
             if value <= threshold:
                 return value  # converged: keep the factors that this loss describes
             losses.sum().backward()
@@ -705,10 +434,10 @@ def _solve_penalty_family(
         step = torch_optimizer_step(
             _FUNCTION,
             lambda: _penalty_loss(A, U, s, V).sum(),
-            lambda: _batch_max(_penalty_loss(A, U, s, V)),
+            lambda: batch_max(_penalty_loss(A, U, s, V)),
             params,
             method,
-            _optimizer_options(_FUNCTION, method, options),
+            optimizer_options(_FUNCTION, method, options),
         )
 
     outcome = iterate(_FUNCTION, step, rtol=threshold, max_iter=max_iter, callback=callback)
@@ -973,12 +702,12 @@ def svd(
     differentiable = _implicit.wanted(A)
     A_input, A = A, A.detach()
     m, n = A.shape[-2:]
-    k = min(m, n) if k is None else _check_rank(_FUNCTION, "k", k, min(m, n))
+    k = min(m, n) if k is None else check_rank(_FUNCTION, "k", k, min(m, n))
     rtol = default_rtol(A.dtype) if rtol is None else rtol
     rtol = check_positive(_FUNCTION, "rtol", rtol)
     max_iter = _MAX_ITER[method] if max_iter is None else max_iter
     max_iter = int(check_positive(_FUNCTION, "max_iter", max_iter, integer=True))
-    generator = _generator(_FUNCTION, seed, A.device)
+    generator = seeded_generator(_FUNCTION, seed, A.device)
 
     if A.numel() == 0:
         U = A.new_zeros((*A.shape[:-1], k))
@@ -1014,7 +743,7 @@ def svd(
             "randomized": {"oversampling": 10},
             "riemannian": {"step": None},
         }
-        opts = _options(_FUNCTION, method, options, defaults[method])
+        opts = method_options(_FUNCTION, method, options, defaults[method])
         solvers = {"lanczos": _solve_lanczos, "riemannian": _solve_riemannian}
         solver = solvers.get(method, _solve_subspace)
         with torch.no_grad():
