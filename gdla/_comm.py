@@ -24,7 +24,7 @@ The transport is torch's own: gloo on the CPU, NCCL on CUDA tensors.  The helper
     :class:`~gdla.GdlaInputError` naming that rank on the others.  Without it, a
     rank that fails a check leaves the others waiting forever in their next
     collective.
-``check_row_blocks(function, name, A, group, **agreed)``
+``check_row_blocks(function, name, shape, dtype, group, **agreed)``
     Agreement on the shape of a row-split matrix: every rank's block is a matrix
     ``(m_i, n)`` with the same ``n`` and dtype (and the same value of each keyword
     in ``agreed``, such as ``k``); returns this rank's first row and the total
@@ -37,7 +37,7 @@ shape; the helpers that decide whether to stop (:func:`agreement`,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -168,17 +168,19 @@ def agreement(function: str, group: dist.ProcessGroup | None) -> Iterator[None]:
 def check_row_blocks(
     function: str,
     name: str,
-    A: torch.Tensor,
+    shape: Sequence[int],
+    dtype: torch.dtype,
     group: dist.ProcessGroup | None,
     **agreed: int,
 ) -> tuple[int, int]:
-    """Check that the row blocks of ``A`` agree across ``group``; return (offset, m).
+    """Check that the row blocks of a matrix agree across ``group``; return (offset, m).
 
-    ``A`` is this rank's block of rows, an already checked tensor.  Every rank's block
-    must be a matrix (2 dimensions) with the same number of columns and the same dtype,
-    and every keyword of ``agreed`` must have the same value on every rank.  Returns
-    the index of this rank's first row in the whole matrix (the rows of the ranks
-    before it) and the whole matrix's number of rows.
+    ``shape`` and ``dtype`` are those of this rank's block of rows (an already checked
+    tensor or operator, of a dtype of :data:`gdla._validation.SUPPORTED_DTYPES`).  Every
+    rank's block must be a matrix (2 dimensions) with the same number of columns and
+    the same dtype, and every keyword of ``agreed`` must have the same value on every
+    rank.  Returns the index of this rank's first row in the whole matrix (the rows of
+    the ranks before it) and the whole matrix's number of rows.
 
     Raises
     ------
@@ -187,14 +189,14 @@ def check_row_blocks(
         columns, dtypes or ``agreed`` values differ between ranks.
     """
     with agreement(function, group):
-        if A.ndim != 2:
+        if len(shape) != 2:
             raise ShapeError(
                 function,
                 f"{name} to be this rank's row block, a matrix of shape (m_i, n), "
                 "when group is given",
-                f"shape {tuple(A.shape)}",
+                f"shape {tuple(shape)}",
             )
-    named = {"n": A.shape[-1], "dtype": SUPPORTED_DTYPES.index(A.dtype), **agreed}
+    named = {"n": shape[-1], "dtype": SUPPORTED_DTYPES.index(dtype), **agreed}
     if _active(group):
         assert group is not None
         values = torch.tensor(list(named.values()), dtype=torch.int64)
@@ -206,7 +208,7 @@ def check_row_blocks(
                 continue
             if key == "dtype":
                 found = ", ".join(str(SUPPORTED_DTYPES[i]) for i in sorted({lo, hi}))
-                found = f"dtypes {found} (this rank: {A.dtype})"
+                found = f"dtypes {found} (this rank: {dtype})"
             else:
                 found = f"{key} from {lo} to {hi} across ranks (this rank: {value})"
             what = "number of columns n" if key == "n" else key
@@ -215,6 +217,6 @@ def check_row_blocks(
                 f"row blocks of {name} with the same {what} on every rank of the group",
                 found,
             )
-    counts = all_gather_counts(A.shape[0], group)
+    counts = all_gather_counts(shape[0], group)
     here = rank(group)
     return sum(counts[:here]), sum(counts)
