@@ -88,12 +88,23 @@ class SVDResult(Result):
 class CompletionResult(Result):
     """Result of :func:`gdla.complete`: the completed matrix ``X`` = ``L @ R^H``.
 
-    ``L`` has shape (*, m, r) and ``R`` shape (*, n, r).
+    ``L`` has shape (*, m, r) and ``R`` shape (*, n, r).  ``X`` is None when ``M``
+    was sparse (an m x n dense tensor is what sparse input avoids): read the
+    entries you need with :meth:`entries`.
     """
 
-    X: torch.Tensor
+    X: torch.Tensor | None
     L: torch.Tensor
     R: torch.Tensor
+
+    def entries(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The entries ``X[..., rows[t], cols[t]]`` of ``X = L R^H``, without forming ``X``.
+
+        ``rows`` and ``cols`` are integer tensors of the same shape ``(p,)`` (indices
+        into the m rows and n columns); returns shape (*, p), that is
+        ``(L[..., rows, :] * R[..., cols, :].conj()).sum(-1)``, in O(p r) work and memory.
+        """
+        return (self.L[..., rows, :] * self.R[..., cols, :].conj()).sum(-1)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -13,6 +13,8 @@ line search, or a :mod:`torch.optim` optimiser.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,12 +30,16 @@ from ._iterate import (
     optimizer_options,
     torch_optimizer_step,
 )
-from ._krylov import on_tall, subspace_kernel
+from ._krylov import on_tall, subspace_kernel, svd_residual
 from ._result import CompletionResult
 from ._scaling import ldexp, power_of_two_exponent
-from ._tensor import batch_max, randn_like, safe_divide, scale_columns, seeded_generator
+from ._tensor import batch_max, orth, randn_like, safe_divide, scale_columns, seeded_generator
 from ._validation import (
+    SUPPORTED_DTYPES,
     DtypeError,
+    GdlaInputError,
+    NonFiniteError,
+    OptionError,
     ShapeError,
     check_matrix,
     check_number,
@@ -80,10 +86,7 @@ class _Problem:
         self.M = M / self.norm[..., None, None]
         self.observed_norm = torch.linalg.matrix_norm(self.M)  # 1, or 0 for a zero P_Omega(M)
         self.W = W
-        # lambda / s, with lambda / 2**-e computed in float64 then clamped to the dtype's range
-        reg_scaled = torch.full_like(self.norm, reg, dtype=torch.float64)
-        reg_scaled = ldexp(reg_scaled, self.exponent) / self.norm.double()
-        self.reg = reg_scaled.clamp(max=torch.finfo(self.norm.dtype).max).to(self.norm.dtype)
+        self.reg = _scaled_reg(reg, self.norm, self.exponent)
 
     def unscale(
         self, L: torch.Tensor, R: torch.Tensor
@@ -94,11 +97,8 @@ class _Problem:
         applied as exact powers of two so that nothing overflows on the way.
         """
         e = self.exponent
-        half, odd = e.div(2, rounding_mode="floor"), e.remainder(2)
-        root = (self.norm / (1 + odd.to(self.norm.dtype))).sqrt()[..., None, None].to(L.dtype)
         X = ldexp((L @ R.mH) * self.norm[..., None, None].to(L.dtype), -e[..., None, None])
-        L, R = ldexp(L * root, -half[..., None, None]), ldexp(R * root, -half[..., None, None])
-        return X, L, R
+        return (X, *_unscale_factors(self.norm, e, L, R))
 
     def normalise_tensors(self) -> None:
         """Make the stored tensors normal ones (call inside :func:`autograd_on`): autograd
@@ -130,6 +130,22 @@ class _Problem:
 
 def _pair_norm(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     return (torch.linalg.matrix_norm(L).square() + torch.linalg.matrix_norm(R).square()).sqrt()
+
+
+def _unscale_factors(
+    norm: torch.Tensor, exponent: torch.Tensor, L: torch.Tensor, R: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The factors times ``sqrt(s)``, ``s = norm * 2**-exponent``, as exact powers of two."""
+    half, odd = exponent.div(2, rounding_mode="floor"), exponent.remainder(2)
+    root = (norm / (1 + odd.to(norm.dtype))).sqrt()[..., None, None].to(L.dtype)
+    return ldexp(L * root, -half[..., None, None]), ldexp(R * root, -half[..., None, None])
+
+
+def _scaled_reg(reg: float, norm: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """``lambda / s``: ``lambda * 2**e`` in float64, divided by ``norm``, clamped to the dtype."""
+    reg_scaled = torch.full_like(norm, reg, dtype=torch.float64)
+    reg_scaled = ldexp(reg_scaled, exponent) / norm.double()
+    return reg_scaled.clamp(max=torch.finfo(norm.dtype).max).to(norm.dtype)
 
 
 def _check_inputs(M: object, mask: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,11 +183,26 @@ def _row_solve(
     singular (a row with fewer than ``r`` observed entries and ``lambda = 0``), the
     pseudo-inverse for every row, which gives such rows the minimum-norm solution.
     """
-    r = R.shape[-1]
-    outer = R.conj().unsqueeze(-1) * R.unsqueeze(-2)  # (*, n, r, r)
-    G = (W @ outer.flatten(-2)).unflatten(-1, (r, r))  # (*, m, r, r): R^H D_i R
-    G = G + reg[..., None, None, None] * torch.eye(r, dtype=R.dtype, device=R.device)
-    rhs = ((W * M) @ R).conj().unsqueeze(-1)  # (*, m, r, 1)
+    G = W @ _outer(R)  # (*, m, r * r): R^H D_i R, flattened
+    return _ridge_solve(G, (W * M) @ R, reg)
+
+
+def _outer(R: torch.Tensor) -> torch.Tensor:
+    """``conj(R_j)^T R_j`` for every row ``j`` of ``R``, flattened: shape (*, n, r * r)."""
+    return (R.conj().unsqueeze(-1) * R.unsqueeze(-2)).flatten(-2)
+
+
+def _ridge_solve(G: torch.Tensor, MR: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
+    """Rows ``l_i`` solving ``l_i (G_i + lambda I) = (MR)_i``, ``G_i`` Hermitian.
+
+    ``G`` (*, m, r * r) holds the flattened Gram matrices, ``MR`` (*, m, r) the
+    right-hand sides; batched Cholesky, or the pseudo-inverse for every row when one
+    ``G_i + lambda I`` is (nearly) singular.
+    """
+    r = MR.shape[-1]
+    G = G.unflatten(-1, (r, r))
+    G = G + reg[..., None, None, None] * torch.eye(r, dtype=G.dtype, device=G.device)
+    rhs = MR.conj().unsqueeze(-1)  # (*, m, r, 1)
     factor, info = torch.linalg.cholesky_ex(G)
     pivots = factor.diagonal(dim1=-2, dim2=-1).real
     # (smallest / largest pivot)**2 estimates 1 / cond(G_i); near-singular rows would
@@ -183,6 +214,158 @@ def _row_solve(
     else:
         x = torch.linalg.pinv(G, hermitian=True) @ rhs
     return x.squeeze(-1).conj()
+
+
+#: Layouts of ``M`` that :func:`complete` reads as "the stored entries are the observations".
+_SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc)
+
+
+def _csr(
+    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
+    """A CSR tensor on arrays already checked (sorted, unique, in range)."""
+    with warnings.catch_warnings():  # torch warns once per process that CSR is "beta"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+def _check_sparse(M: torch.Tensor, mask: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate a sparse ``M``; return ``(rows, cols, values)`` of its entries in row-major order.
+
+    Raises a :class:`GdlaInputError` for a mask given with sparse ``M``, a layout,
+    dtype or shape that is not a 2-D sparse matrix of floats, indices out of range,
+    an index pair stored twice, and NaN or infinite stored values.
+    """
+    if mask is not None:
+        found = f"a mask of layout {mask.layout}" if isinstance(mask, torch.Tensor) else "a mask"
+        raise OptionError(
+            _FUNCTION,
+            "mask=None when M is sparse (its stored entries are the observations)",
+            found,
+        )
+    if M.layout not in _SPARSE_LAYOUTS:
+        raise DtypeError(
+            _FUNCTION, "M dense (strided) or sparse COO, CSR or CSC", f"layout {M.layout}"
+        )
+    if M.device.type == "meta":
+        raise DtypeError(_FUNCTION, "M to be a tensor with data", "a tensor on device 'meta'")
+    if M.dtype not in SUPPORTED_DTYPES:
+        raise DtypeError(
+            _FUNCTION, "M of dtype float32, float64, complex64 or complex128", str(M.dtype)
+        )
+    if M.ndim != 2 or M.dense_dim() != 0:
+        raise ShapeError(
+            _FUNCTION,
+            "sparse M to be one matrix of shape (m, n) with scalar entries (no batches of"
+            " sparse matrices: call complete once per matrix)",
+            f"shape {tuple(M.shape)} with {M.dense_dim()} dense dimensions",
+        )
+    M = M.detach()
+    if M.layout != torch.sparse_coo:
+        M = M.to_sparse_coo()  # keeps repeated index pairs, checked below
+    m, n = M.shape
+    indices, values = M._indices(), M._values()
+    rows, cols = indices[0], indices[1]
+    if rows.numel():
+        for name, index, size in (("row", rows, m), ("column", cols, n)):
+            low, high = int(index.min()), int(index.max())
+            if low < 0 or high >= size:
+                raise ShapeError(
+                    _FUNCTION,
+                    f"the {name} indices of sparse M in [0, {size})",
+                    f"a {name} index {low if low < 0 else high}",
+                )
+    # Row-major order; a repeated (row, column) pair would be summed by torch's coalesce,
+    # so it is an error here rather than a silent sum of two observations.
+    ahead = (rows[1:] > rows[:-1]) | ((rows[1:] == rows[:-1]) & (cols[1:] > cols[:-1]))
+    if not bool(ahead.all()):
+        order = torch.argsort(cols, stable=True)
+        order = order[torch.argsort(rows[order], stable=True)]
+        rows, cols, values = rows[order], cols[order], values[order]
+        repeated = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])
+        if bool(repeated.any()):
+            where = int(repeated.nonzero()[0, 0])
+            raise GdlaInputError(
+                _FUNCTION,
+                "each (row, column) pair stored at most once in sparse M",
+                f"entry ({int(rows[where])}, {int(cols[where])}) stored"
+                f" {int(((rows == rows[where]) & (cols == cols[where])).sum())} times",
+            )
+    if values.numel() and not bool(torch.isfinite(values).all()):
+        raise NonFiniteError(_FUNCTION, "sparse M with finite stored values", "NaN or Inf")
+    return rows, cols, values
+
+
+class _SparseProblem:
+    """The problem of a sparse ``M``: its entries in row-major (CSR) and column-major order.
+
+    Holds O(nnz) index and value arrays and CSR tensors over them (no dense m x n
+    tensor): the pattern of ones (for the Gram matrices), ``M / s`` and its conjugate
+    transpose; ``s = ||values||`` as in :class:`_Problem`.
+    """
+
+    def __init__(
+        self,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        values: torch.Tensor,
+        shape: tuple[int, int],
+        reg: float,
+    ) -> None:
+        m, n = self.shape = shape
+        self.count = values.numel()
+        self.exponent = power_of_two_exponent(values.unsqueeze(0))  # 0-d
+        values = ldexp(values, self.exponent)
+        norm = torch.linalg.vector_norm(values)
+        self.norm = torch.where(norm > 0, norm, torch.ones_like(norm))
+        self.values = values / self.norm
+        self.observed_norm = torch.linalg.vector_norm(self.values)
+        self.reg = _scaled_reg(reg, self.norm, self.exponent)
+        self.rows, self.cols = rows, cols
+        self.crow = _row_pointers(rows, m)
+        self.by_column = torch.argsort(cols, stable=True)  # rows ascending within a column
+        self.crow_t, self.rows_t = _row_pointers(cols, n), rows[self.by_column]
+        ones = torch.ones_like(self.values)
+        self.pattern = _csr(self.crow, cols, ones, shape)
+        self.pattern_t = _csr(self.crow_t, self.rows_t, ones, (n, m))
+        self.data = _csr(self.crow, cols, self.values, shape)
+        self.data_h = _csr(self.crow_t, self.rows_t, self.values[self.by_column].conj(), (n, m))
+
+    def normalise_tensors(self) -> None:
+        """Make the tensors autograd uses normal ones (see :meth:`_Problem.normalise_tensors`)."""
+        self.values, self.reg = normal_tensor(self.values), normal_tensor(self.reg)
+
+    def predictions(self, L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """The observed entries of ``L R^H``, in row-major order."""
+        if L.requires_grad or R.requires_grad:  # a gather that autograd can differentiate
+            return (L[self.rows] * R[self.cols].conj()).sum(-1)
+        sampled = torch.sparse.sampled_addmm(self.pattern, L, R.mH.resolve_conj(), beta=0.0)
+        return sampled.values()
+
+    def value(self, L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """The objective ``f`` (a 0-d tensor)."""
+        fit = (self.predictions(L, R) - self.values).abs().square().sum()
+        size = torch.linalg.matrix_norm(L).square() + torch.linalg.matrix_norm(R).square()
+        return (fit + self.reg * size) / 2
+
+    def gradient(self, L: torch.Tensor, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(E R + lambda L, E^H L + lambda R)``, ``E`` the sparse ``P_Omega(L R^H - M)``."""
+        e = self.predictions(L, R) - self.values
+        E = _csr(self.crow, self.cols, e, self.shape)
+        E_h = _csr(self.crow_t, self.rows_t, e[self.by_column].conj(), self.shape[::-1])
+        return E @ R + self.reg * L, E_h @ L + self.reg * R
+
+    def residual(self, L: torch.Tensor, R: torch.Tensor) -> float:
+        """The relative gradient of :meth:`_Problem.residual`."""
+        gL, gR = self.gradient(L, R)
+        return batch_max(safe_divide(_pair_norm(gL, gR), self.observed_norm * _pair_norm(L, R)))
+
+
+def _row_pointers(rows: torch.Tensor, m: int) -> torch.Tensor:
+    """CSR row pointers (m + 1 entries) of sorted row indices."""
+    crow = torch.zeros(m + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=m).cumsum(0)
+    return crow
 
 
 Stepper = tuple[Callable[[], float], dict[str, torch.Tensor]]
@@ -201,7 +384,24 @@ def _als(problem: _Problem, L: torch.Tensor, R: torch.Tensor) -> Stepper:
     return step, state
 
 
-def _gd(problem: _Problem, L: torch.Tensor, R: torch.Tensor) -> Stepper:
+def _sparse_als(problem: _SparseProblem, L: torch.Tensor, R: torch.Tensor) -> Stepper:
+    """ALS on the observed entries: each half-step forms every row's Gram matrix with one
+    sparse product (the pattern times the rows' outer products) and solves all rows at once."""
+    state = {"L": L, "R": R}
+
+    def step() -> float:
+        state["L"] = _ridge_solve(
+            problem.pattern @ _outer(state["R"]), problem.data @ state["R"], problem.reg
+        )
+        state["R"] = _ridge_solve(
+            problem.pattern_t @ _outer(state["L"]), problem.data_h @ state["L"], problem.reg
+        )
+        return problem.residual(state["L"], state["R"])
+
+    return step, state
+
+
+def _gd(problem: _Problem | _SparseProblem, L: torch.Tensor, R: torch.Tensor) -> Stepper:
     """One gradient step per call, its length chosen per matrix by backtracking (Armijo)."""
     state = {"L": L, "R": R}
     t = torch.ones_like(problem.reg)
@@ -251,9 +451,53 @@ def _start(
     return scale_columns(U, root), scale_columns(V, root)
 
 
+def _sparse_start(
+    problem: _SparseProblem, rank: int, init: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_start` for sparse ``M``, from products with the sparse matrix only.
+
+    The spectral start runs the same subspace iteration as the dense one (same random
+    block, same Rayleigh--Ritz step, same stopping rule: residual 1e-3 or 10
+    iterations), with ``P_Omega(M) / p`` applied as a sparse product.
+    """
+    m, n = problem.shape
+    like = problem.values
+    if init == "random":
+        c = (m * n * rank) ** -0.25
+        L = c * randn_like((m, rank), like, generator)
+        return L, c * randn_like((n, rank), like, generator)
+    fraction = problem.count / (m * n) if problem.count else 1.0
+    A, A_h = problem.data, problem.data_h  # P_Omega(M); the 1 / p is applied to the results
+    if m < n:
+        A, A_h = A_h, A
+    rows, cols = A.shape
+    block = min(rank + 10, m, n)
+    norm = problem.observed_norm / fraction
+    U = orth(A @ randn_like((cols, block), like, generator) / fraction)
+    state: dict[str, torch.Tensor] = {}
+
+    def step() -> float:
+        nonlocal U
+        Z = A_h @ U / fraction
+        V, T = torch.linalg.qr(Z)
+        P, s, Qh = torch.linalg.svd(T.mH)
+        Q = Qh.mH
+        YQ = (A @ V / fraction) @ Q
+        Uk, Vk, sk = U @ P[:, :rank], V @ Q[:, :rank], s[:rank]
+        residual = svd_residual(YQ[:, :rank], Z @ P[:, :rank], Uk, sk, Vk, norm)
+        state.update(U=Uk, S=sk, V=Vk)
+        U = orth(YQ)
+        return batch_max(residual)
+
+    iterate(_FUNCTION, step, rtol=1e-3, max_iter=10)
+    U, V = (state["U"], state["V"]) if m >= n else (state["V"], state["U"])
+    root = state["S"].sqrt()
+    return scale_columns(U, root), scale_columns(V, root)
+
+
 def complete(
     M: torch.Tensor,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     rank: int,
     *,
     method: str = "als",
@@ -416,19 +660,25 @@ def complete(
     """
     differentiable = _implicit.wanted(M)
     M_input = M
-    observed, mask = _check_inputs(M, mask)
+    sparse = isinstance(M, torch.Tensor) and M.layout != torch.strided
+    if sparse:
+        rows, cols, values = _check_sparse(M, mask)
+        like, shape = values, tuple(M.shape)
+    else:
+        observed, seen = _check_inputs(M, mask)
+        like, shape = observed, tuple(observed.shape)
     check_option(_FUNCTION, "method", method, METHODS)
-    m, n = observed.shape[-2:]
+    m, n = shape[-2:]
     if min(m, n) == 0:
         check_positive(_FUNCTION, "rank", rank, integer=True)  # type: ignore[arg-type]
         rank = int(rank)
     else:
         rank = check_rank(_FUNCTION, "rank", rank, min(m, n))
-    rtol = default_rtol(observed.dtype) if rtol is None else rtol
+    rtol = default_rtol(like.dtype) if rtol is None else rtol
     rtol = check_positive(_FUNCTION, "rtol", rtol)
     max_iter = _MAX_ITER[method] if max_iter is None else max_iter
     max_iter = int(check_positive(_FUNCTION, "max_iter", max_iter, integer=True))
-    generator = seeded_generator(_FUNCTION, seed, observed.device)
+    generator = seeded_generator(_FUNCTION, seed, like.device)
 
     ours = {"reg": 0.0, "init": "spectral"}
     if method in ("als", "gd"):
@@ -441,29 +691,37 @@ def complete(
     reg = check_number(_FUNCTION, "options['reg']", opts["reg"], low=0)
     check_option(_FUNCTION, "options['init']", opts["init"], ("spectral", "random"))
 
-    batch = observed.shape[:-2]
-    if observed.numel() == 0:
-        L = observed.new_zeros((*batch, m, rank))
-        R = observed.new_zeros((*batch, n, rank))
+    batch = shape[:-2]
+    if math.prod(shape) == 0:
         return CompletionResult(
             method=method,
             nit=0,
             converged=True,
             message="empty input: nothing to compute",
             history=[],
-            X=observed.clone(),
-            L=L,
-            R=R,
+            X=None if sparse else observed.clone(),
+            L=like.new_zeros((*batch, m, rank)),
+            R=like.new_zeros((*batch, n, rank)),
         )
 
-    problem = _Problem(observed, mask.to(observed.real.dtype), float(reg))
+    problem: _Problem | _SparseProblem
     with torch.no_grad():
-        L, R = _start(problem, rank, opts["init"], generator)
+        if sparse:
+            problem = _SparseProblem(rows, cols, values, (m, n), float(reg))
+            L, R = _sparse_start(problem, rank, opts["init"], generator)
+        else:
+            problem = _Problem(observed, seen.to(observed.real.dtype), float(reg))
+            L, R = _start(problem, rank, opts["init"], generator)
 
     outcome: Outcome
     if method in ("als", "gd"):
         with torch.no_grad():
-            stepper, state = (_als if method == "als" else _gd)(problem, L, R)
+            if method == "gd":
+                stepper, state = _gd(problem, L, R)
+            elif isinstance(problem, _SparseProblem):
+                stepper, state = _sparse_als(problem, L, R)
+            else:
+                stepper, state = _als(problem, L, R)
             outcome = iterate(_FUNCTION, stepper, rtol=rtol, max_iter=max_iter, callback=callback)
             L, R = state["L"], state["R"]
     else:
@@ -483,20 +741,28 @@ def complete(
             step.restore_best(outcome)
         L, R = L.detach().clone(), R.detach().clone()
 
-    X, L, R = problem.unscale(L, R)
+    X: torch.Tensor | None
+    if isinstance(problem, _SparseProblem):
+        X, (L, R) = None, _unscale_factors(problem.norm, problem.exponent, L, R)
+        finite = bool(torch.isfinite(L).all()) and bool(torch.isfinite(R).all())
+    else:
+        X, L, R = problem.unscale(L, R)
+        finite = bool(torch.isfinite(X).all())
     converged, message = outcome.converged, outcome.message
-    if converged and not bool(torch.isfinite(X).all()):
-        converged, message = False, f"not converged: X overflows {str(X.dtype)[6:]} ({message})"
+    if converged and not finite:
+        what = "X" if X is not None else "L or R"
+        message = f"not converged: {what} overflows {str(L.dtype)[6:]} ({message})"
+        converged = False
     if differentiable:
-        X, L, R = _implicit.attach_unsupported(
+        why = (
             "gdla.complete: its results are not differentiable (a fit of low rank has no "
             "unique derivative); detach M, or differentiate through the returned factors' "
-            "use instead",
-            M_input,
-            X,
-            L,
-            R,
+            "use instead"
         )
+        if X is None:
+            L, R = _implicit.attach_unsupported(why, M_input, L, R)
+        else:
+            X, L, R = _implicit.attach_unsupported(why, M_input, X, L, R)
     return CompletionResult(
         method=method,
         nit=outcome.nit,

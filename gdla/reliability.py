@@ -142,6 +142,7 @@ def _range(quick: bool) -> list[Probe]:
             mask[0, 0] = False
             C, C0 = complete(As, mask, 6), complete(A, mask, 6)
             ok &= C.converged
+            assert C.X is not None and C0.X is not None  # dense M: X is formed
             errors.append(float((_scaled(C.X, -f) - C0.X).norm() / C0.X.norm()))
             tried = f"{str(dtype)[6:]} entries {where}: solve, svd, complete"
             if where != "subnormal":  # a subnormal matrix's inverse overflows
