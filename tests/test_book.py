@@ -61,3 +61,24 @@ def test_every_glued_figure_shows_an_image(html_dir: Path, chapter: str) -> None
     page = (html_dir / f"{chapter}.html").read_text()
     figures = re.findall(r"<figure[^>]*>.*?</figure>", page, flags=re.S)
     assert sum("<img" in figure for figure in figures) >= expected
+
+
+def numbered_chapters() -> list[str]:
+    """The chapters of the numbered parts of _toc.yml, in order: chapter 1, 2, ..."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [c["file"] for part in toc["parts"] if part.get("numbered") for c in part["chapters"]]
+
+
+@pytest.mark.parametrize("chapter", numbered_chapters())
+def test_exercises_are_numbered_by_chapter(html_dir: Path, chapter: str) -> None:
+    # "Exercise 7.2", the second exercise of chapter 7, in its title and in its solution's.
+    number = numbered_chapters().index(chapter) + 1
+    source = (ROOT / f"{chapter}.md").read_text()
+    count = len(re.findall(r"^(?:`{3,}|:{3,})\{exercise\}", source, flags=re.MULTILINE))
+    page = (html_dir / f"{chapter}.html").read_text()
+    titles = re.findall(r'<span class="caption-number">Exercise (\d+)\.(\d+) </span>', page)
+    assert titles == [(str(number), str(k)) for k in range(1, count + 1)], titles
+    solutions = re.findall(r"Solution to<a [^>]*> Exercise (\d+)\.(\d+)</a>", page)
+    assert sorted(solutions) == titles, f"solutions titled {solutions}"
+    heading = re.search(r"<h1><span class=\"section-number\">(\d+)\. </span>", page)
+    assert heading and heading.group(1) == str(number)
