@@ -12,6 +12,7 @@ import importlib.metadata
 from types import ModuleType
 
 from . import claims, data, matrices, metrics, original, rates
+from ._operator import LinearOperator
 from ._result import (
     CompletionResult,
     InverseResult,
@@ -53,6 +54,7 @@ __all__ = [
     "SVDResult",
     "CompletionResult",
     "PolarResult",
+    "LinearOperator",
     "GdlaInputError",
     "ShapeError",
     "DtypeError",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 
 from ._iterate import Outcome, autograd_on, iterate, normal_tensor, torch_optimizer_step
+from ._operator import OperatorView, spectral_norm_estimate
 from ._validation import OptionError
 
 __all__ = [
@@ -38,15 +39,29 @@ def sigma_max(A: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(A, ord=2)
 
 
-def lipschitz_constant(A: torch.Tensor) -> torch.Tensor:
+#: Power iterations that estimate ``sigma_max`` of a sparse or operator A.
+POWER_STEPS = 30
+
+
+def lipschitz_constant(A: torch.Tensor | OperatorView) -> torch.Tensor:
     """:math:`L = \\sigma_{\\max}(A)^2`, shape (*, 1, 1), with 1 where ``A`` is zero.
 
     ``L`` is the Lipschitz constant of the gradient of ``½‖Ax − b‖²`` and of
     ``½‖XA − I‖_F²``: the step ``1/L`` is the largest that is safe for every such
     problem.  A zero matrix gets ``L = 1`` so that nothing divides by zero (its
-    gradient vanishes anyway).
+    gradient vanishes anyway).  For a sparse or operator ``A`` (an
+    :class:`~gdla._operator.OperatorView` other than dense), :math:`\\sigma_{\\max}` is
+    the lower estimate of :data:`POWER_STEPS` power iterations from a Gaussian vector
+    of a generator seeded with 0 (60 products): its square is at least about
+    ``1 - log(n) / 30`` times the true one, and gradient descent converges for every
+    step below ``2 / L``.
     """
-    L = sigma_max(A).square()
+    if isinstance(A, OperatorView) and A.kind != "dense":
+        generator = torch.Generator(device=A.device).manual_seed(0)
+        sigma = spectral_norm_estimate(A, generator, POWER_STEPS)
+    else:
+        sigma = sigma_max(A.dense() if isinstance(A, OperatorView) else A)
+    L = sigma.square()
     return torch.where(L > 0, L, torch.ones_like(L))[..., None, None]
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import torch
 
 from ._iterate import Outcome, iterate
-from ._tensor import batch_max, orth, randn_like, safe_divide, scale_columns
+from ._operator import OperatorView, view_of
+from ._tensor import batch_max, orth, safe_divide, scale_columns
 
 __all__ = [
     "lanczos_single",
@@ -39,10 +40,9 @@ __all__ = [
 
 Factors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Callback = Callable[[int, float], object]
-
-
-#: Matrices with at least this many entries get a transposed copy on the CPU.
-_COPY_FROM = 1 << 20
+#: What the kernels take: a dense tensor (*, m, n) or the view of any operator
+#: (:mod:`gdla._operator`); they see it only through products, shape, dtype, norm.
+Matrix = torch.Tensor | OperatorView
 
 
 def default_basis(k: int, n: int) -> int:
@@ -90,7 +90,7 @@ def _normalise(
 
 
 def lanczos_single(
-    A: torch.Tensor,
+    A: Matrix,
     k: int,
     max_basis: int,
     generator: torch.Generator,
@@ -120,30 +120,26 @@ def lanczos_single(
     residual is that value, or the estimate.  Stops, not converged, when the
     basis spans the whole space.
     """
-    m, n = A.shape[-2:]
-    batch = A.shape[:-2]
+    op = view_of(A)
+    m, n = op.shape[-2:]
+    batch = op.batch
     max_basis = min(max(max_basis, k + 2), n)
     keep = min(max((max_basis + k) // 2, k + 1), max_basis - 1)
-    norm = torch.linalg.matrix_norm(A)
+    norm = op.fro_norm
     scale = torch.where(norm > 0, norm, torch.ones_like(norm))
     tiny = (64 * torch.finfo(norm.dtype).eps * scale)[..., None, None]
-    # On the CPU, MKL (torch 2.13) computes a row vector times a matrix, x^T M, two to
-    # three times faster than a matrix times a column, A v (measured on 2000 x 1000 and
-    # 4000 x 2000 float64): for large matrices, where the products dominate, A v is
-    # formed as (v^T A^T)^T from one transposed copy of A.
-    At = A.mT.contiguous() if A.device.type == "cpu" and m * n >= _COPY_FROM else None
-
-    def times_A(v: torch.Tensor) -> torch.Tensor:
-        return A @ v if At is None else (v.mT @ At).mT
+    # Products tuned for one column: for a large dense A on the CPU, A v from a
+    # transposed copy of A; for a sparse A, CSR copies of A and A^H.
+    times_A, times_AH = op.vector_products()
 
     # Preallocated bases, stored transposed (one contiguous row per vector, so that the
     # leading rows in use are a contiguous block): a step writes one row of each, a
     # restart rewrites the leading ``keep`` rows; ``j`` rows are in use.
-    Ut = A.new_zeros((*batch, max_basis, m))
-    Vt = A.new_zeros((*batch, max_basis, n))
-    B = A.new_zeros((*batch, max_basis, max_basis))
+    Ut = op.zeros(*batch, max_basis, m)
+    Vt = op.zeros(*batch, max_basis, n)
+    B = op.zeros(*batch, max_basis, max_basis)
     j = 0
-    start = torch.randn((*batch, n, 1), generator=generator, dtype=A.dtype, device=A.device)
+    start = torch.randn((*batch, n, 1), generator=generator, dtype=op.dtype, device=op.device)
     r, beta = _normalise(start, Vt[..., :0, :], tiny, generator)
     ritz: dict[str, torch.Tensor] = {}
     spans_all = False
@@ -153,13 +149,13 @@ def lanczos_single(
         Vt[..., j, :] = r[..., 0]
         w, c = _project_out(Ut[..., :j, :], times_A(r).resolve_conj())
         u, alpha = _normalise(w, Ut[..., :j, :], tiny, generator)
-        B[..., : j + 1, j : j + 1] = torch.cat([cast(torch.Tensor, c), alpha.to(A.dtype)], -2)
+        B[..., : j + 1, j : j + 1] = torch.cat([cast(torch.Tensor, c), alpha.to(op.dtype)], -2)
         Ut[..., j, :] = u[..., 0]
         j += 1
         if j == n:  # V spans the whole space: the residual is rounding noise
             beta = torch.zeros_like(beta)
             return
-        w, _ = _project_out(Vt[..., :j, :], (u.mH @ A).mH.resolve_conj(), coefficients=False)
+        w, _ = _project_out(Vt[..., :j, :], times_AH(u).resolve_conj(), coefficients=False)
         r, beta = _normalise(w, Vt[..., :j, :], tiny, generator)
 
     # The small SVD costs as much as a product with a 1000 x 500 matrix: it is taken
@@ -197,7 +193,7 @@ def lanczos_single(
                 ritz.update(U=Uk, S=s[..., :k], V=Vk)
             if value <= rtol:
                 # The recurrence leaves out rounding errors: recompute the right residual.
-                right = (Uk.mH @ A).mH - Vk * s[..., None, :k].to(A.dtype)
+                right = times_AH(Uk) - Vk * s[..., None, :k].to(op.dtype)
                 value = batch_max(torch.linalg.matrix_norm(right) / scale)
                 if value <= rtol:
                     return value
@@ -210,7 +206,7 @@ def lanczos_single(
                 Ut[..., :keep, :] = P[..., :keep].mT @ Uj
                 Vt[..., :keep, :] = Q[..., :keep].mT @ Vj
                 B.zero_()
-                B[..., :keep, :keep] = torch.diag_embed(s[..., :keep].to(A.dtype))
+                B[..., :keep, :keep] = torch.diag_embed(s[..., :keep].to(op.dtype))
                 j = keep
                 return value
 
@@ -246,7 +242,7 @@ def svd_residual(
 
 
 def subspace_kernel(
-    A: torch.Tensor,
+    A: Matrix,
     k: int,
     block: int,
     generator: torch.Generator,
@@ -266,18 +262,20 @@ def subspace_kernel(
     the leading ``k`` triplets and gives the next ``U = orth(Y Q)``.  Returns the
     factors (U (*, m, k), S (*, k), V (*, n, k)) whose residual was last recorded.
     """
-    norm = torch.linalg.matrix_norm(A)
-    Omega = randn_like((*A.shape[:-2], A.shape[-1], block), A, generator)
-    U = orth(A @ Omega)
+    op = view_of(A)
+    norm = op.fro_norm
+    Omega = torch.randn((*op.batch, op.shape[-1], block), generator=generator, dtype=op.dtype,
+                        device=op.device)  # fmt: skip
+    U = orth(op.matmul(Omega))
     state: dict[str, torch.Tensor] = {}
 
     def step() -> float:
         nonlocal U
-        Z = A.mH @ U
+        Z = op.rmatmul(U)
         V, R = torch.linalg.qr(Z)
         P, s, Qh = torch.linalg.svd(R.mH)
         Q = Qh.mH
-        YQ = (A @ V) @ Q
+        YQ = op.matmul(V) @ Q
         Pk, Qk, sk = P[..., :k], Q[..., :k], s[..., :k]
         Uk, Vk = U @ Pk, V @ Qk
         residual = svd_residual(YQ[..., :k], Z @ Pk, Uk, sk, Vk, norm)
@@ -329,7 +327,7 @@ def extend_basis(
 
 
 def lanczos_block(
-    A: torch.Tensor,
+    A: Matrix,
     k: int,
     block: int,
     max_basis: int,
@@ -359,31 +357,33 @@ def lanczos_block(
     ``max_basis`` the bases are cut to the leading ``max_basis - block`` Ritz
     vectors (a thick restart), which keeps both relations.
     """
-    n = A.shape[-1]
-    batch = A.shape[:-2]
-    norm = torch.linalg.matrix_norm(A)
-    U = A.new_zeros((*batch, A.shape[-2], 0))
-    V = A.new_zeros((*batch, n, 0))
-    B = A.new_zeros((*batch, 0, 0))
-    W = orth(randn_like((*batch, n, block), A, generator))
+    op = view_of(A)
+    n = op.shape[-1]
+    batch = op.batch
+    norm = op.fro_norm
+    U = op.zeros(*batch, op.shape[-2], 0)
+    V = op.zeros(*batch, n, 0)
+    B = op.zeros(*batch, 0, 0)
+    W = orth(torch.randn((*batch, n, block), generator=generator, dtype=op.dtype,
+                         device=op.device))  # fmt: skip
     ritz: dict[str, torch.Tensor] = {}
 
     def step() -> float:
         nonlocal U, V, B, W
-        U_new, C, R = extend_basis(U, times_thin(A, W))
-        zeros = A.new_zeros((*batch, block, B.shape[-1]))
+        U_new, C, R = extend_basis(U, op.thin_matmul(W))
+        zeros = op.zeros(*batch, block, B.shape[-1])
         B = torch.cat([torch.cat([B, C], dim=-1), torch.cat([zeros, R], dim=-1)], dim=-2)
         U, V = torch.cat([U, U_new], dim=-1), torch.cat([V, W], dim=-1)
         P, s, Qh = torch.linalg.svd(B)
         ritz.update(U=U, V=V, P=P[..., :k], S=s[..., :k], Q=Qh.mH[..., :k])
-        W_next, _, L = extend_basis(V, times_thin(A.mH, U_new))
+        W_next, _, L = extend_basis(V, op.thin_rmatmul(U_new))
         residual = torch.linalg.matrix_norm(L @ P[..., -block:, :k])
         if V.shape[-1] < n:  # else V spans everything, L is rounding noise: exhausted
             W = W_next
             if V.shape[-1] + block > max_basis:
                 keep = max_basis - block
                 U, V = U @ P[..., :keep], V @ Qh.mH[..., :keep]
-                B = torch.diag_embed(s[..., :keep].to(A.dtype))
+                B = torch.diag_embed(s[..., :keep].to(op.dtype))
         estimate = batch_max(safe_divide(residual, norm))
         if estimate > rtol:
             return estimate
@@ -391,7 +391,7 @@ def lanczos_block(
         # left one, A V_k - U_k S, vanishes up to rounding because A V = U B was formed
         # block by block from the products themselves).
         Uk, Vk = ritz["U"] @ ritz["P"], ritz["V"] @ ritz["Q"]
-        right = times_thin(A.mH, Uk) - scale_columns(Vk, ritz["S"])
+        right = op.thin_rmatmul(Uk) - scale_columns(Vk, ritz["S"])
         return batch_max(safe_divide(torch.linalg.matrix_norm(right), norm))
 
     def exhausted() -> str | None:
@@ -405,11 +405,13 @@ def lanczos_block(
 
 
 def on_tall(
-    A: torch.Tensor,
-    solver: Callable[[torch.Tensor], tuple[Factors, Outcome]],
+    A: Any,
+    solver: Callable[[Any], tuple[Factors, Outcome]],
 ) -> tuple[Factors, Outcome]:
-    """Run ``solver`` on ``A`` if it is tall (m >= n), else on ``A^H``, swapping U and V back."""
+    """Run ``solver`` on ``A`` if it is tall (m >= n), else on ``A^H``, swapping U and V back.
+
+    ``A`` is a tensor or an operator view (whose ``H`` is the view of ``A^H``)."""
     if A.shape[-2] >= A.shape[-1]:
         return solver(A)
-    (U, S, V), outcome = solver(A.mH)
+    (U, S, V), outcome = solver(A.mH if isinstance(A, torch.Tensor) else A.H)
     return (V, S, U), outcome

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 
 from ._iterate import Outcome, iterate
+from ._operator import OperatorView, view_of
 
 __all__ = ["LSQR", "backward_error", "lsqr"]
 
@@ -116,18 +117,19 @@ class LSQR:
 
 
 def true_backward_error(
-    A: torch.Tensor, X: torch.Tensor, B: torch.Tensor, A_norm: torch.Tensor
+    A: torch.Tensor | OperatorView, X: torch.Tensor, B: torch.Tensor, A_norm: torch.Tensor
 ) -> float:
     """:func:`backward_error` of ``X`` (*, n, k) computed from ``B − AX`` itself, max over
     batch and columns (two products).  ``A_norm`` has shape (*, 1, 1)."""
-    R = B - A @ X
-    eta = backward_error(A_norm, _norm(X), _norm(B), _norm(R), _norm(A.mH @ R))
+    op = view_of(A)
+    R = B - op.matmul(X)
+    eta = backward_error(A_norm, _norm(X), _norm(B), _norm(R), _norm(op.rmatmul(R)))
     return float(eta.amax()) if eta.numel() else 0.0
 
 
 def lsqr(
     function: str,
-    A: torch.Tensor,
+    A: torch.Tensor | OperatorView,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
@@ -140,8 +142,9 @@ def lsqr(
     ``Aᴴ(B − AX)`` (two more products) and monitors those instead, so a converged
     result has a true backward error of at most ``rtol``.
     """
-    A_norm = torch.linalg.matrix_norm(A)[..., None, None]
-    solver = LSQR(lambda V: A @ V, lambda U: A.mH @ U, B)
+    op = view_of(A)
+    A_norm = op.fro_norm[..., None, None]
+    solver = LSQR(op.matmul, op.rmatmul, B)
 
     def step() -> float:
         solver.step()
@@ -149,7 +152,7 @@ def lsqr(
             A_norm, _norm(solver.x), solver.b_norm, solver.r_norm, solver.ar_norm
         )
         value = float(estimate.amax())
-        return value if value > rtol else true_backward_error(A, solver.x, B, A_norm)
+        return value if value > rtol else true_backward_error(op, solver.x, B, A_norm)
 
     if float(solver.b_norm.amax()) == 0:  # b = 0: x = 0 is the answer
         return solver.x, Outcome(0, True, "LSQR: b = 0, so x = 0", [])

@@ -29,9 +29,10 @@ from ._iterate import (
     normal_tensor,
     stopped_by_user,
 )
+from ._operator import OperatorView, as_operator, view_of
 from ._result import SolveResult
 from ._scaling import ldexp, power_of_two_exponent
-from ._validation import ShapeError, check_matrix, check_option, check_positive
+from ._validation import OptionError, ShapeError, check_matrix, check_option, check_positive
 
 __all__ = ["solve"]
 
@@ -53,8 +54,8 @@ DEFAULT_MAX_ITER: dict[str, int] = {
 class _BackwardError:
     """Monitored residual: max over batch and columns of ‖b − Ax‖ / (‖A‖_F ‖x‖ + ‖b‖)."""
 
-    def __init__(self, A: torch.Tensor, B: torch.Tensor) -> None:
-        self.A_norm = torch.linalg.matrix_norm(A)[..., None]  # (*, 1), against columns (*, k)
+    def __init__(self, A: OperatorView, B: torch.Tensor) -> None:
+        self.A_norm = A.fro_norm[..., None]  # (*, 1), against columns (*, k)
         self.B_norm = torch.linalg.vector_norm(B, dim=-2)  # (*, k)
 
     def __call__(self, X: torch.Tensor, R: torch.Tensor) -> float:
@@ -90,8 +91,8 @@ class _Growth:
     norms of A and b are computed once; each call costs one pass over x.
     """
 
-    def __init__(self, A: torch.Tensor, B: torch.Tensor) -> None:
-        self.A_norm = torch.linalg.matrix_norm(A)[..., None]
+    def __init__(self, A: OperatorView, B: torch.Tensor) -> None:
+        self.A_norm = A.fro_norm[..., None]
         self.B_norm = torch.linalg.vector_norm(B, dim=-2)
         self.limit = _growth_limit(A.dtype)
         self.dtype = A.dtype
@@ -119,27 +120,21 @@ def _singular_message(growth: float, dtype: torch.dtype) -> str:
     )
 
 
-def _is_hermitian(A: torch.Tensor) -> bool:
-    """Whether every matrix of the batch is Hermitian to 100 eps relative (Frobenius)."""
-    asymmetry = torch.linalg.matrix_norm(A - A.mH)
-    return bool((asymmetry <= 100 * torch.finfo(A.dtype).eps * torch.linalg.matrix_norm(A)).all())
-
-
 def _monitor(
-    measure: _BackwardError, rtol: float, A: torch.Tensor, B: torch.Tensor
+    measure: _BackwardError, rtol: float, A: OperatorView, B: torch.Tensor
 ) -> Callable[[torch.Tensor, torch.Tensor], float]:
     """The backward error from the recurrence residual ``R``, and from ``B - A X`` once that
     meets ``rtol`` (rounding makes the recurrence drift from the true residual)."""
 
     def monitor(X: torch.Tensor, R: torch.Tensor) -> float:
         estimate = measure(X, R)
-        return estimate if estimate > rtol else measure(X, B - A @ X)
+        return estimate if estimate > rtol else measure(X, B - A.matmul(X))
 
     return monitor
 
 
 def _cg_hermitian(
-    A: torch.Tensor,
+    A: OperatorView,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
@@ -161,7 +156,7 @@ def _cg_hermitian(
 
     def step() -> float:
         nonlocal X, R, P, rho
-        AP = A @ P
+        AP = A.matmul(P)
         curvature = (P.conj() * AP).sum(dim=-2, keepdim=True).real
         if bool(((curvature <= 0) & (rho > 0)).any()):
             raise _NotPositiveDefiniteError(done)
@@ -182,7 +177,7 @@ def _cg_hermitian(
 
 
 def _cgls(
-    A: torch.Tensor,
+    A: OperatorView,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
@@ -204,26 +199,26 @@ def _cgls(
     monitor = _monitor(_BackwardError(A, B), rtol, A, B)
     X = torch.zeros_like(B)
     R = B.clone()
-    S = A.mH @ R
+    S = A.rmatmul(R)
     P = S.clone()
     gamma = torch.linalg.vector_norm(S, dim=-2, keepdim=True).square()  # (*, 1, k)
     zero = torch.zeros_like(gamma)
 
     def step() -> float:
         nonlocal X, R, S, P, gamma
-        Q = A @ P
+        Q = A.matmul(P)
         qq = torch.linalg.vector_norm(Q, dim=-2, keepdim=True).square()
         alpha = torch.where(qq > 0, gamma / qq, zero)
         X = X + alpha * P
         R = R - alpha * Q
-        S = A.mH @ R
+        S = A.rmatmul(R)
         gamma_new = torch.linalg.vector_norm(S, dim=-2, keepdim=True).square()
         beta = torch.where(gamma > 0, gamma_new / gamma, zero)
         P = S + beta * P
         gamma = gamma_new
         return monitor(X, R)
 
-    A_norm = torch.linalg.matrix_norm(A)[..., None]
+    A_norm = A.fro_norm[..., None]
     growth = _Growth(A, B)
 
     def exhausted() -> str | None:
@@ -237,8 +232,8 @@ def _cgls(
             return None
         # The recurrence says x is a least-squares solution: confirm from r = b - Ax
         # itself (two more products, once).
-        R_true = B - A @ X
-        S_true = A.mH @ R_true
+        R_true = B - A.matmul(X)
+        S_true = A.rmatmul(R_true)
         optimality = torch.linalg.vector_norm(S_true, dim=-2) / (
             A_norm * torch.linalg.vector_norm(R_true, dim=-2)
         )
@@ -258,7 +253,7 @@ def _cgls(
 
 
 def _cg(
-    A: torch.Tensor,
+    A: OperatorView,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
@@ -269,7 +264,7 @@ def _cg(
     check_options(FUNCTION, "cg", options, ())
     variant = "CGLS"
     done: list[float] = []
-    if _is_hermitian(A):
+    if A.is_hermitian():
         try:
             X, outcome = _cg_hermitian(A, B, rtol, max_iter, callback)
         except _NotPositiveDefiniteError as error:
@@ -287,7 +282,7 @@ def _cg(
 
 def _verdict(
     method: str,
-    A: torch.Tensor,
+    A: OperatorView,
     B: torch.Tensor,
     Y: torch.Tensor,
     X: torch.Tensor,
@@ -311,9 +306,9 @@ def _verdict(
     if reason is not None and "A is singular" not in message:
         return False, f"not converged: {reason} ({message})"
     if not converged and not stopped_by_user(outcome) and "A is singular" not in message:
-        R = B - A @ Y
-        A_norm = torch.linalg.matrix_norm(A)[..., None]
-        optimality = torch.linalg.vector_norm(A.mH @ R, dim=-2) / (
+        R = B - A.matmul(Y)
+        A_norm = A.fro_norm[..., None]
+        optimality = torch.linalg.vector_norm(A.rmatmul(R), dim=-2) / (
             A_norm * torch.linalg.vector_norm(R, dim=-2)
         )
         if bool((optimality.nan_to_num(0.0) <= rtol).all()):
@@ -347,13 +342,13 @@ def _adjoint(A: torch.Tensor) -> _implicit.Adjoint | str:
 def _least_squares(
     method: str,
 ) -> Callable[
-    [torch.Tensor, torch.Tensor, float, int, Callback | None, Mapping[str, object] | None],
+    [OperatorView, torch.Tensor, float, int, Callback | None, Mapping[str, object] | None],
     tuple[torch.Tensor, Outcome],
 ]:
     """The ``gd`` / torch.optim methods on ``f(x) = ½‖Ax − b‖²``, from ``x0 = 0``."""
 
     def run(
-        A: torch.Tensor,
+        A: OperatorView,
         B: torch.Tensor,
         rtol: float,
         max_iter: int,
@@ -362,16 +357,18 @@ def _least_squares(
     ) -> tuple[torch.Tensor, Outcome]:
         if method in TORCH_OPTIMIZERS:  # autograd cannot save inference tensors
             with autograd_on():
-                A, B = normal_tensor(A), normal_tensor(B)
+                B = normal_tensor(B)
+                if A.kind == "dense":
+                    A = view_of(normal_tensor(A.dense()))
         measure = _BackwardError(A, B)  # the sign of F = Ax - b does not matter
         L = lipschitz_constant(A)
         X0 = torch.zeros_like(B)
 
         def forward(X: torch.Tensor) -> torch.Tensor:
-            return A @ X - B
+            return A.differentiable_matmul(X) - B
 
         return least_squares(
-            FUNCTION, method, X0, forward, lambda F: A.mH @ F, measure, L, options,
+            FUNCTION, method, X0, forward, A.rmatmul, measure, L, options,
             rtol=rtol, max_iter=max_iter, callback=callback,
         )  # fmt: skip
 
@@ -379,7 +376,7 @@ def _least_squares(
 
 
 def _lsqr_method(
-    A: torch.Tensor,
+    A: OperatorView,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
@@ -392,7 +389,7 @@ def _lsqr_method(
 
 
 def _sketch_method(
-    A: torch.Tensor,
+    A: OperatorView,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
@@ -401,11 +398,11 @@ def _sketch_method(
 ) -> tuple[torch.Tensor, Outcome]:
     """Sketch-and-precondition LSQR with iterative refinement (see :mod:`gdla._sketch`)."""
     chosen = check_options(FUNCTION, "sketch", options, ("sketch_factor", "seed"))
-    return _sketch.solve(FUNCTION, A, B, rtol, max_iter, callback, chosen)
+    return _sketch.solve(FUNCTION, A.dense(), B, rtol, max_iter, callback, chosen)
 
 
 def _gmres_ir_method(
-    A: torch.Tensor,
+    A: OperatorView,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
@@ -414,7 +411,7 @@ def _gmres_ir_method(
 ) -> tuple[torch.Tensor, Outcome]:
     """GMRES-IR with a low-precision LU preconditioner (see :mod:`gdla._refine`)."""
     chosen = check_options(FUNCTION, "gmres-ir", options, ("restart",))
-    return _refine.gmres_ir(FUNCTION, A, B, rtol, max_iter, callback, chosen)
+    return _refine.gmres_ir(FUNCTION, A.dense(), B, rtol, max_iter, callback, chosen)
 
 
 _METHODS = {
@@ -430,8 +427,18 @@ _METHODS = {
 RECTANGULAR_METHODS = ("sketch", "lsqr")
 
 
-def _default_method(A: torch.Tensor) -> str:
-    """``method=None``: "sketch" for rectangular A, "cg" for Hermitian A, else "gmres-ir"."""
+#: The methods that need only products with A and A^H: they accept sparse tensors and
+#: :class:`gdla.LinearOperator` as well as dense tensors.
+OPERATOR_METHODS = ("cg", "lsqr", "gd", *TORCH_OPTIMIZERS)
+
+
+def _default_method(op: OperatorView) -> str:
+    """``method=None``: for dense A, "sketch" if rectangular, "cg" if Hermitian, else
+    "gmres-ir"; for sparse and operator A, "cg" if Hermitian, else "lsqr"."""
+    if op.kind != "dense":
+        square = op.shape[-1] == op.shape[-2]
+        return "cg" if square and (op.shape.numel() == 0 or op.is_hermitian()) else "lsqr"
+    A = op.dense()
     if A.shape[-1] != A.shape[-2]:
         return "sketch"
     if A.numel() == 0:
@@ -442,7 +449,7 @@ def _default_method(A: torch.Tensor) -> str:
     bound = 100 * torch.finfo(A.dtype).eps * torch.linalg.matrix_norm(A)
     if bool((skew > bound).any()):
         return "gmres-ir"
-    return "cg" if _is_hermitian(A) else "gmres-ir"
+    return "cg" if op.is_hermitian() else "gmres-ir"
 
 
 def _broadcast(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -461,6 +468,43 @@ def _broadcast(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Te
             FUNCTION, f"{expected}, with broadcastable batch dimensions", f"shape {tuple(b.shape)}"
         ) from None
     return A.expand(*batch, m, n), B.expand(*batch, m, B.shape[-1]), vector
+
+
+def _unchanged(X: torch.Tensor) -> torch.Tensor:
+    return X
+
+
+def _as_columns(
+    op: OperatorView, b: torch.Tensor
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], bool]:
+    """For a single (sparse or operator) A: every right-hand side of ``b`` (m,) or
+    (*, m, k) as one column of ``B`` (m, N); returns B, the map of a solution (n, N) back
+    to (*, n, k), and whether b was a vector.  The methods treat columns independently,
+    so a batch of right-hand sides is the same problem as that many columns."""
+    m = op.shape[-2]
+    vector = b.ndim == 1
+    B = b.unsqueeze(-1) if vector else b
+    if B.shape[-2] != m:
+        raise ShapeError(
+            FUNCTION,
+            f"b of shape ({m},) or (*, {m}, k) to match A of shape {tuple(op.shape)}",
+            f"shape {tuple(b.shape)}",
+        )
+    batch, k = B.shape[:-2], B.shape[-1]
+
+    def restore(X: torch.Tensor) -> torch.Tensor:
+        return X.reshape(X.shape[0], *batch, k).movedim(0, -2)
+
+    return B.movedim(-2, 0).reshape(m, -1), restore, vector
+
+
+def _rescaled(op: OperatorView) -> tuple[OperatorView, torch.Tensor]:
+    """The view of ``A * 2**e`` and ``e`` (shape (*)): the exact rescaling of entries whose
+    squares would overflow or underflow; ``e = 0`` for a LinearOperator (no entries)."""
+    if op.kind == "operator":
+        return op, torch.zeros(op.batch, dtype=torch.int64, device=op.device)
+    exponent = power_of_two_exponent(op.entry_matrix())
+    return op.map_entries(lambda T: ldexp(T, exponent[..., None, None])), exponent
 
 
 def solve(
@@ -713,34 +757,48 @@ def solve(
     >>> bool(torch.allclose(fit.x, reference, rtol=1e-6, atol=0))
     True
     """
-    A = check_matrix(FUNCTION, "A", A)
-    b = check_matrix(FUNCTION, "b", b, min_ndim=1, dtype_like=A)
+    A_input, b_input = A, b
+    op = as_operator(FUNCTION, "A", A.detach() if isinstance(A, torch.Tensor) else A)
+    b = check_matrix(FUNCTION, "b", b, min_ndim=1, dtype_like=op.like())
     if method is not None:
         check_option(FUNCTION, "method", method, _METHODS)
+        if op.kind != "dense" and method not in OPERATOR_METHODS:
+            kind = "a sparse A" if op.kind == "sparse" else "a LinearOperator A"
+            raise OptionError(
+                FUNCTION,
+                f"for {kind}, a method that needs only products with A and Aᴴ: "
+                + ", ".join(repr(name) for name in OPERATOR_METHODS),
+                f"{method!r}, which needs a dense A",
+            )
     if rtol is not None:
         rtol = check_positive(FUNCTION, "rtol", rtol)
-    m, n = A.shape[-2:]
+    m, n = op.shape[-2:]
     if method is not None and m != n and method not in RECTANGULAR_METHODS:
         raise ShapeError(
             FUNCTION,
             f"A to be square, of shape (*, n, n), for method {method!r} "
             "(rectangular A takes method 'sketch' or 'lsqr')",
-            f"shape {tuple(A.shape)}",
+            f"shape {tuple(op.shape)}",
         )
     if max_iter is not None:
         max_iter = int(check_positive(FUNCTION, "max_iter", max_iter, integer=True))
-    differentiable = _implicit.wanted(A, b)
-    A_input, b_input = A, b
-    A, B, vector = _broadcast(A.detach(), b.detach())
+    differentiable = _implicit.wanted(A_input, b_input)
+    restore: Callable[[torch.Tensor], torch.Tensor] = _unchanged
+    if op.kind == "dense":
+        A, B, vector = _broadcast(op.dense(), b.detach())
+        op = view_of(A)
+    else:
+        B, restore, vector = _as_columns(op, b.detach())
     if method is None:
-        method = _default_method(A)
+        method = _default_method(op)
     if rtol is None:
-        rtol = torch.finfo(A.dtype).eps if method == "sketch" else default_rtol(A.dtype)
+        rtol = torch.finfo(op.dtype).eps if method == "sketch" else default_rtol(op.dtype)
     if max_iter is None:
         few = max(10_000, 10 * min(m, n))
         max_iter = few if method in ("cg", "lsqr") else DEFAULT_MAX_ITER[method]
-    if B.numel() == 0 or A.numel() == 0:
-        X = torch.zeros(*B.shape[:-2], n, B.shape[-1], dtype=A.dtype, device=A.device)
+    if B.numel() == 0 or op.shape.numel() == 0:
+        X = torch.zeros(*B.shape[:-2], n, B.shape[-1], dtype=op.dtype, device=op.device)
+        X = restore(X)
         return SolveResult(
             method=method,
             nit=0,
@@ -750,15 +808,22 @@ def solve(
             x=X.squeeze(-1) if vector else X,
         )
     # Unless squares of their entries would overflow or underflow, both exponents are 0.
-    e_A, e_B = power_of_two_exponent(A), power_of_two_exponent(B)
-    A_scaled, B_scaled = ldexp(A, e_A[..., None, None]), ldexp(B, e_B[..., None, None])
+    (A_scaled, e_A), e_B = _rescaled(op), power_of_two_exponent(B)
+    B_scaled = ldexp(B, e_B[..., None, None])
     with torch.no_grad():
         Y, outcome = _METHODS[method](A_scaled, B_scaled, rtol, max_iter, callback, options)
     X = ldexp(Y, (e_A - e_B)[..., None, None])  # (2^e_A A) y = 2^e_B b: x = 2^(e_A - e_B) y
     converged, message = _verdict(method, A_scaled, B_scaled, Y, X, outcome, rtol)
-    if differentiable:  # implicit differentiation: one adjoint solve in backward
+    X = restore(X)
+    if differentiable and op.kind == "dense":  # implicit differentiation: one adjoint solve
         A_attached, B_attached, _ = _broadcast(A_input, b_input)
         X = _implicit.attach_solution(A_attached, B_attached, X, _adjoint(A))
+    elif differentiable:
+        anchor = b_input if b_input.requires_grad else A_input
+        (X,) = _implicit.attach_unsupported(
+            "gdla.solve: gradients with a sparse or LinearOperator A are not supported",
+            anchor, X,
+        )  # fmt: skip
     return SolveResult(
         method=method,
         nit=outcome.nit,

@@ -67,6 +67,7 @@ from ._krylov import (
     subspace_kernel,
     svd_residual,
 )
+from ._operator import OperatorView, as_operator, spectral_norm_estimate
 from ._result import SVDResult
 from ._scaling import ldexp, power_of_two_exponent
 from ._tensor import (
@@ -81,11 +82,11 @@ from ._tensor import (
 from ._validation import (
     OptionError,
     check_count,
-    check_matrix,
     check_number,
     check_option,
     check_positive,
     check_rank,
+    check_seed,
     method_options,
     options_dict,
 )
@@ -106,6 +107,10 @@ METHODS = (
     "adam",
     "lbfgs",
 )
+
+#: The methods that need only products with A: they accept sparse tensors and
+#: :class:`gdla.LinearOperator` as well as dense tensors.
+OPERATOR_METHODS = ("lanczos", "subspace", "randomized", "riemannian")
 
 #: Default ``max_iter`` of each method.
 _MAX_ITER = {
@@ -147,7 +152,7 @@ def _canonical(U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> Factors:
 
 
 def _solve_subspace(
-    A: torch.Tensor,
+    A: OperatorView,
     k: int,
     rtol: float,
     max_iter: int,
@@ -166,7 +171,7 @@ def _solve_subspace(
 
 
 def _solve_lanczos(
-    A: torch.Tensor,
+    A: OperatorView,
     k: int,
     rtol: float,
     max_iter: int,
@@ -209,17 +214,14 @@ def _solve_lanczos(
     )
 
 
-def _norm2_estimate(A: torch.Tensor, generator: torch.Generator, steps: int = 20) -> torch.Tensor:
+def _norm2_estimate(
+    A: torch.Tensor | OperatorView, generator: torch.Generator, steps: int = 20
+) -> torch.Tensor:
     """A lower estimate of ``||A||_2`` (shape (*)) by ``steps`` power iterations on ``A^H A``."""
-    x = randn_like((*A.shape[:-2], A.shape[-1], 1), A, generator)
-    tiny = torch.finfo(A.real.dtype).tiny
-    for _ in range(steps):
-        x = A.mH @ (A @ x)
-        x = x / torch.linalg.matrix_norm(x).clamp_min(tiny)[..., None, None]
-    return torch.linalg.matrix_norm(A @ x)
+    return spectral_norm_estimate(A, generator, steps)
 
 
-def _inverse_norm2(A: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _inverse_norm2(A: torch.Tensor | OperatorView, generator: torch.Generator) -> torch.Tensor:
     """``1 / sigma`` for the estimate ``sigma`` of ``||A||_2`` (shape (*); 1 for a zero A):
     the step size of the trace objective's gradient ascent, or the scale of its loss."""
     sigma = _norm2_estimate(A, generator)
@@ -248,7 +250,7 @@ def _positive_phase(U: torch.Tensor, d: torch.Tensor, V: torch.Tensor) -> Factor
 
 
 def _solve_riemannian(
-    A: torch.Tensor,
+    A: OperatorView,
     k: int,
     rtol: float,
     max_iter: int,
@@ -256,15 +258,15 @@ def _solve_riemannian(
     opts: dict[str, Any],
     generator: torch.Generator,
 ) -> tuple[Factors, Outcome]:
-    real = A.real.dtype
-    U, V, weights = _trace_start(A, k, generator)
+    real = A.real_dtype
+    U, V, weights = _trace_start(A.like(), k, generator)  # A's shape, dtype and device
     if opts["step"] is None:
         step_size = _inverse_norm2(A, generator)[..., None, None]
     else:
         check_positive(_FUNCTION, "options['step']", opts["step"])
         step_size = torch.full((), float(opts["step"]), dtype=real, device=A.device)
-    norm = torch.linalg.matrix_norm(A)
-    AV, AhU = A @ V, A.mH @ U
+    norm = A.fro_norm
+    AV, AhU = A.matmul(V), A.rmatmul(U)
     d = (U.conj() * AV).sum(dim=-2)
 
     def herm(X: torch.Tensor) -> torch.Tensor:
@@ -277,7 +279,7 @@ def _solve_riemannian(
         xi_V = GV - V @ herm(V.mH @ GV)
         U = qf(U + step_size * xi_U)
         V = qf(V + step_size * xi_V)
-        AV, AhU = A @ V, A.mH @ U
+        AV, AhU = A.matmul(V), A.rmatmul(U)
         d = (U.conj() * AV).sum(dim=-2)
         return batch_max(svd_residual(AV, AhU, U, d, V, norm))
 
@@ -444,6 +446,15 @@ def _solve_penalty_family(
     if isinstance(step, OptimizerStep) and not outcome.converged:
         step.restore_best(outcome)
     return (U.detach().clone(), s.detach().square(), V.detach().clone()), outcome
+
+
+def _rescaled(op: OperatorView) -> tuple[OperatorView, torch.Tensor]:
+    """The view of ``A * 2**e`` and ``e`` (shape (*)): the exact rescaling of entries whose
+    squares would overflow or underflow; ``e = 0`` for a LinearOperator (no entries)."""
+    if op.kind == "operator":
+        return op, torch.zeros(op.batch, dtype=torch.int64, device=op.device)
+    exponent = power_of_two_exponent(op.entry_matrix())
+    return op.map_entries(lambda T: ldexp(T, exponent[..., None, None])), exponent
 
 
 # ----------------------------------------------------------------------------
@@ -697,22 +708,31 @@ def svd(
     >>> bool(torch.allclose(result.S, torch.linalg.svdvals(A)[:3], rtol=1e-12))
     True
     """
-    check_matrix(_FUNCTION, "A", A)
+    A_input = A
+    op = as_operator(_FUNCTION, "A", A.detach() if isinstance(A, torch.Tensor) else A,
+                     seed=check_seed(_FUNCTION, seed))  # fmt: skip
     check_option(_FUNCTION, "method", method, METHODS)
-    differentiable = _implicit.wanted(A)
-    A_input, A = A, A.detach()
-    m, n = A.shape[-2:]
+    if op.kind != "dense" and method not in OPERATOR_METHODS:
+        kind = "a sparse A" if op.kind == "sparse" else "a LinearOperator A"
+        raise OptionError(
+            _FUNCTION,
+            f"for {kind}, a method that needs only products with A: "
+            + ", ".join(repr(name) for name in OPERATOR_METHODS),
+            f"{method!r}, which needs a dense A",
+        )
+    differentiable = _implicit.wanted(A_input)
+    m, n = op.shape[-2:]
     k = min(m, n) if k is None else check_rank(_FUNCTION, "k", k, min(m, n))
-    rtol = default_rtol(A.dtype) if rtol is None else rtol
+    rtol = default_rtol(op.dtype) if rtol is None else rtol
     rtol = check_positive(_FUNCTION, "rtol", rtol)
     max_iter = _MAX_ITER[method] if max_iter is None else max_iter
     max_iter = int(check_positive(_FUNCTION, "max_iter", max_iter, integer=True))
-    generator = seeded_generator(_FUNCTION, seed, A.device)
+    generator = seeded_generator(_FUNCTION, seed, op.device)
 
-    if A.numel() == 0:
-        U = A.new_zeros((*A.shape[:-1], k))
-        S = torch.zeros((*A.shape[:-2], k), dtype=A.real.dtype, device=A.device)
-        Vh = A.new_zeros((*A.shape[:-2], k, n))
+    if op.shape.numel() == 0:
+        U = op.zeros(*op.shape[:-1], k)
+        S = torch.zeros((*op.batch, k), dtype=op.real_dtype, device=op.device)
+        Vh = op.zeros(*op.batch, k, n)
         return SVDResult(
             method=method,
             nit=0,
@@ -724,17 +744,16 @@ def svd(
             Vh=Vh,
         )
 
-    exponent = power_of_two_exponent(A)  # 0 unless squares of A's entries would overflow
-    A = ldexp(A, exponent[..., None, None])
+    op, exponent = _rescaled(op)  # exponent 0 unless squares of A's entries would overflow
     if method in ("penalty", "sgd", "adam", "lbfgs"):
         with autograd_on():
             (U, S, V), outcome = _solve_penalty_family(
-                method, normal_tensor(A), k, rtol, max_iter, callback, options, generator
+                method, normal_tensor(op.dense()), k, rtol, max_iter, callback, options, generator
             )
     elif method == "orthogonal":
         with autograd_on():
             (U, S, V), outcome = _solve_orthogonal(
-                normal_tensor(A), k, rtol, max_iter, callback, options, generator
+                normal_tensor(op.dense()), k, rtol, max_iter, callback, options, generator
             )
     else:
         defaults: dict[str, dict[str, Any]] = {
@@ -747,13 +766,17 @@ def svd(
         solvers = {"lanczos": _solve_lanczos, "riemannian": _solve_riemannian}
         solver = solvers.get(method, _solve_subspace)
         with torch.no_grad():
-            (U, S, V), outcome = solver(A, k, rtol, max_iter, callback, opts, generator)
+            (U, S, V), outcome = solver(op, k, rtol, max_iter, callback, opts, generator)
     U, S, Vh = _canonical(U, ldexp(S, -exponent[..., None]), V)
     converged, message = outcome.converged, outcome.message
     if converged and not bool(torch.isfinite(S).all()):
         converged, message = False, f"not converged: S overflows {str(S.dtype)[6:]} ({message})"
-    if differentiable:  # implicit differentiation: see gdla._implicit
+    if differentiable and op.kind == "dense":  # implicit differentiation: see gdla._implicit
         U, S, Vh = _implicit.attach_svd(A_input, U, S, Vh)
+    elif differentiable:
+        U, S, Vh = _implicit.attach_unsupported(
+            "gdla.svd: gradients with respect to a sparse A are not supported", A_input, U, S, Vh
+        )
     return SVDResult(
         method=method,
         nit=outcome.nit,

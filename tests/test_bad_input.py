@@ -30,6 +30,30 @@ with_inf[1, 2] = float("inf")
 mask = torch.ones(3, 3, dtype=torch.bool)
 coo = square.to_sparse()
 csr = square.to_sparse_csr()
+# Bad sparse tensors (built without torch's invariant checks, as a user's code may) and
+# operators whose products break their promise.
+_ones = torch.ones(3, dtype=F64)
+duplicated_coo = torch.sparse_coo_tensor(
+    torch.tensor([[0, 0, 1], [0, 0, 1]]), _ones, (3, 3), check_invariants=False
+)
+duplicated_csr = torch.sparse_csr_tensor(
+    torch.tensor([0, 2, 3, 3]), torch.tensor([1, 1, 0]), _ones, (3, 3), check_invariants=False
+)
+outside_coo = torch.sparse_coo_tensor(
+    torch.tensor([[0, 5, 1], [0, 1, 1]]), _ones, (3, 3), check_invariants=False
+)
+nan_coo = torch.sparse_coo_tensor(
+    torch.tensor([[0], [0]]),
+    torch.tensor([float("nan")], dtype=F64),
+    (3, 3),
+    check_invariants=False,
+)
+bsr = square.to_sparse_bsr((1, 1))
+_identity = lambda X: X  # noqa: E731
+operator = gdla.LinearOperator((3, 3), _identity, _identity, dtype=F64)
+wrong_shape = gdla.LinearOperator((3, 3), lambda X: X[:2], _identity, dtype=F64)
+wrong_dtype = gdla.LinearOperator((3, 3), lambda X: X.float(), _identity, dtype=F64)
+wrong_device = gdla.LinearOperator((3, 3), _identity, lambda Y: Y.to("meta"), dtype=F64)
 meta = torch.empty(3, 3, dtype=F64, device="meta")
 INF, NAN = float("inf"), float("nan")
 
@@ -49,8 +73,17 @@ BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
         "unknown method": lambda: gdla.solve(square, vector, method="magic"),
         "negative rtol": lambda: gdla.solve(square, vector, rtol=-1.0),
         "zero max_iter": lambda: gdla.solve(square, vector, max_iter=0),
-        "sparse COO A": lambda: gdla.solve(coo, vector),
-        "sparse CSR A": lambda: gdla.solve(csr, vector),
+        "sparse COO A with a duplicate index": lambda: gdla.solve(duplicated_coo, vector),
+        "sparse CSR A with a duplicate index": lambda: gdla.solve(duplicated_csr, vector),
+        "sparse A with an index out of range": lambda: gdla.solve(outside_coo, vector),
+        "NaN in a sparse A": lambda: gdla.solve(nan_coo, vector),
+        "sparse BSR A": lambda: gdla.solve(bsr, vector),
+        "sparse A for method='sketch'": lambda: gdla.solve(coo, vector, method="sketch"),
+        "operator A for method='gmres-ir'": lambda: gdla.solve(operator, vector, method="gmres-ir"),
+        "operator's product of the wrong shape": lambda: gdla.solve(wrong_shape, vector),
+        "operator's product of the wrong dtype": lambda: gdla.solve(wrong_dtype, vector),
+        "operator's adjoint on the wrong device": lambda: gdla.solve(wrong_device, vector),
+        "b of another dtype than the operator": lambda: gdla.solve(operator, vector.float()),
         "sparse b": lambda: gdla.solve(square, vector.to_sparse()),
         "meta A": lambda: gdla.solve(meta, vector),
         "NaN rtol": lambda: gdla.solve(square, vector, rtol=NAN),
@@ -88,8 +121,16 @@ BAD_INPUTS: dict[str, dict[str, Callable[[], object]]] = {
         "non-integer k": lambda: gdla.svd(square, 1.5),
         "unknown method": lambda: gdla.svd(square, method="magic"),
         "negative rtol": lambda: gdla.svd(square, rtol=-1.0),
-        "sparse COO A": lambda: gdla.svd(coo),
-        "sparse CSR A": lambda: gdla.svd(csr),
+        "sparse COO A with a duplicate index": lambda: gdla.svd(duplicated_coo),
+        "sparse CSR A with a duplicate index": lambda: gdla.svd(duplicated_csr),
+        "sparse A with an index out of range": lambda: gdla.svd(outside_coo),
+        "NaN in a sparse A": lambda: gdla.svd(nan_coo),
+        "sparse BSR A": lambda: gdla.svd(bsr),
+        "sparse A for method='penalty'": lambda: gdla.svd(csr, method="penalty"),
+        "operator A for method='orthogonal'": lambda: gdla.svd(operator, method="orthogonal"),
+        "operator's product of the wrong shape": lambda: gdla.svd(wrong_shape),
+        "operator's product of the wrong dtype": lambda: gdla.svd(wrong_dtype),
+        "operator's adjoint on the wrong device": lambda: gdla.svd(wrong_device),
         "meta A": lambda: gdla.svd(meta),
         "seed beyond 64 bits": lambda: gdla.svd(square, seed=2**70),
         "NaN lr": lambda: gdla.svd(square, method="penalty", options={"lr": NAN}),
