@@ -613,7 +613,7 @@ def _sparse_view(function: str, name: str, A: torch.Tensor) -> SparseView:
     else:
         crow = A.crow_indices().to(torch.int64)
         cols = A.col_indices().to(torch.int64)
-        values = A.values()
+        values = A.values().clone()  # a view of a CSR tensor: complex ops need its own strides
         nnz = cols.numel()
         counts = crow.diff() if crow.numel() else crow
         if (crow.numel() != m + 1 or int(crow[0]) != 0 or int(crow[-1]) != nnz

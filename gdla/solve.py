@@ -536,7 +536,24 @@ def solve(
     :func:`torch.linalg.lstsq` with ``driver="gelsd"`` returns.  Rectangular A takes
     ``"sketch"`` (its default) or ``"lsqr"``.
 
-    The default ``method=None`` picks, from A's shape and symmetry:
+    Sparse and matrix-free A.  A torch sparse COO or CSR tensor of shape (m, n)
+    (2-D), or a :class:`gdla.LinearOperator`, takes the methods that need only
+    products with A and Aᴴ: ``"cg"``, ``"lsqr"``, ``"gd"``, ``"sgd"``, ``"adam"`` and
+    ``"lbfgs"``; ``"sketch"`` and ``"gmres-ir"`` need a dense A and raise
+    :class:`OptionError`.  A sparse A is checked (no duplicate or out-of-range index,
+    finite values) and held as CSR copies of A and Aᴴ; a LinearOperator's products
+    are checked on their first call, and its ``‖A‖_F`` in the stopping rule below is
+    an estimate (see :class:`gdla.LinearOperator`).  b may then be (m,) or
+    (*, m, k): every right-hand side becomes one column of a single block, so one
+    product with A serves all of them.  Results are those of the dense matrix, to
+    rounding.  The default method for such an A is ``"cg"`` when A is square and
+    Hermitian (a sparse A is tested as a dense one is, from its entries; an operator
+    is Hermitian when it was declared with ``hermitian=True``, since its entries
+    cannot be inspected), and ``"lsqr"`` otherwise (any shape).  ``"gd"`` estimates
+    :math:`\sigma_{\max}(A)` by 30 power iterations from a seeded Gaussian vector
+    instead of computing it.
+
+    The default ``method=None`` picks, for a dense A, from its shape and symmetry:
 
     - rectangular A: ``"sketch"``.  Its cost is one sparse sketch, a small QR and about
       30 products with A and with Aᴴ whatever A's condition number, where a direct
@@ -568,7 +585,8 @@ def solve(
       a converged result always has a true backward error of at most ``rtol``.
     - ``"gd"``: gradient descent on :math:`f(x) = \tfrac12 \|Ax - b\|^2` with step
       :math:`1/L`, :math:`L = \sigma_{\max}(A)^2` (computed with
-      ``torch.linalg.matrix_norm(A, ord=2)``), from :math:`x_0 = 0`.  Its error contracts
+      ``torch.linalg.matrix_norm(A, ord=2)``; estimated for a sparse or operator A, see
+      above), from :math:`x_0 = 0`.  Its error contracts
       by :math:`1 - 1/\kappa(A)^2` per iteration: only for well-conditioned A.
     - ``"sgd"``, ``"adam"``, ``"lbfgs"``: :class:`torch.optim.SGD`, :class:`~torch.optim.Adam`,
       :class:`~torch.optim.LBFGS` on :math:`f(x)/L` (summed over batch and columns),
@@ -681,9 +699,10 @@ def solve(
 
     Parameters
     ----------
-    A : Tensor
-        Matrices of shape (*, m, n); square (m = n) for every method but ``"sketch"``
-        and ``"lsqr"``.
+    A : Tensor or LinearOperator
+        Matrices of shape (*, m, n), a sparse COO or CSR tensor or a
+        :class:`gdla.LinearOperator` of shape (m, n); square (m = n) for every method
+        but ``"sketch"`` and ``"lsqr"``.
     b : Tensor
         Right-hand sides of shape (*, m) or (*, m, k), of A's dtype and device.
     method : str, optional
@@ -718,14 +737,17 @@ def solve(
     ------
     ShapeError
         A is not a matrix, or not square for a method that needs it, or b's shape does
-        not match A's.
+        not match A's; a sparse A has a duplicate or out-of-range index; an operator's
+        product has the wrong shape or device.
     DtypeError
         A or b is not a float32, float64, complex64 or complex128 tensor, or b's dtype
-        differs from A's.
+        differs from A's; A has a sparse layout other than COO and CSR; an operator's
+        product has another dtype.
     NonFiniteError
         A or b has NaN or infinite entries.
     OptionError
-        Unknown ``method``, bad ``rtol``, ``max_iter`` or ``options``.
+        Unknown ``method``, a method that needs a dense A for a sparse or operator A,
+        bad ``rtol``, ``max_iter`` or ``options``.
 
     See Also
     --------

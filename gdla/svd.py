@@ -493,6 +493,17 @@ def svd(
     same batch dimensions.  One loop advances every matrix of the batch; the
     monitored residual is the largest over the batch.
 
+    Also supports a torch sparse COO or CSR tensor of shape (m, n) (2-D), and a
+    :class:`gdla.LinearOperator` (a matrix known only through its products), with
+    the methods that need only products with ``A`` and ``A^H``: ``"lanczos"``,
+    ``"subspace"``, ``"randomized"`` and ``"riemannian"``; the others raise
+    :class:`OptionError`.  A sparse ``A`` is checked (no duplicate or out-of-range
+    index, finite values) and held as CSR copies of ``A`` and ``A^H``; its results
+    are those of the dense matrix, to rounding.  For a LinearOperator, ``||A||_F``
+    in the stopping rule below is an estimate from two products with 8 Gaussian
+    columns (see :class:`gdla.LinearOperator`), and its products are checked on
+    their first call.
+
     The result stays on A's device and dtype.  ``S`` has the real dtype
     matching ``A``'s (float for cfloat, double for cdouble).  Random starts come
     from a private :class:`torch.Generator` seeded by ``seed``, on A's device; the
@@ -635,8 +646,9 @@ def svd(
 
     Parameters
     ----------
-    A : Tensor
-        Matrix or batch of matrices of shape (*, m, n).
+    A : Tensor or LinearOperator
+        Matrix or batch of matrices of shape (*, m, n); a sparse COO or CSR tensor
+        or a :class:`gdla.LinearOperator` of shape (m, n).
     k : int, optional
         Number of singular triplets, ``1 <= k <= min(m, n)``.  Default ``min(m, n)``.
     method : str, optional
@@ -681,14 +693,18 @@ def svd(
     Raises
     ------
     DtypeError
-        ``A`` is not a float, double, cfloat or cdouble tensor.
+        ``A`` is not a float, double, cfloat or cdouble tensor (or operator), has a
+        sparse layout other than COO and CSR, or an operator's product has another
+        dtype.
     ShapeError
-        ``A`` has fewer than two dimensions.
+        ``A`` has fewer than two dimensions, a sparse ``A`` has a duplicate or
+        out-of-range index, or an operator's product has the wrong shape or device.
     NonFiniteError
         ``A`` has a NaN or infinite entry.
     OptionError
-        ``k`` out of range, unknown ``method``, non-positive ``rtol`` or
-        ``max_iter``, a negative ``seed`` or a bad ``options`` entry.
+        ``k`` out of range, unknown ``method``, a method that needs a dense ``A``
+        for a sparse or operator ``A``, non-positive ``rtol`` or ``max_iter``, a
+        negative ``seed`` or a bad ``options`` entry.
 
     See Also
     --------
