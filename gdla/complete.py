@@ -314,7 +314,10 @@ class _SparseProblem:
     ) -> None:
         m, n = self.shape = shape
         self.count = values.numel()
-        self.exponent = power_of_two_exponent(values.unsqueeze(0))  # 0-d
+        if self.count:
+            self.exponent = power_of_two_exponent(values.unsqueeze(0))  # 0-d
+        else:
+            self.exponent = torch.zeros((), dtype=torch.int64, device=values.device)
         values = ldexp(values, self.exponent)
         norm = torch.linalg.vector_norm(values)
         self.norm = torch.where(norm > 0, norm, torch.ones_like(norm))
@@ -507,7 +510,7 @@ def complete(
     options: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> CompletionResult:
-    r"""Complete a matrix of low rank from the entries where ``mask`` is True.
+    r"""Complete a low-rank matrix from the entries where ``mask`` is True, or sparse ``M``'s.
 
     Fits :math:`X = L R^{\text{H}}` with :math:`L \in \mathbb{K}^{m \times r}` and
     :math:`R \in \mathbb{K}^{n \times r}` to the observed entries :math:`\Omega`
@@ -526,6 +529,20 @@ def complete(
     batches of matrices, and if A is a batch of matrices then the output has the
     same batch dimensions.  (Here ``A`` is ``M``; ``mask`` may be shared by the
     batch, e.g. of shape (m, n).)  One loop advances every matrix of the batch.
+
+    Sparse input: ``M`` may be a torch sparse COO tensor (CSR and CSC are converted
+    to COO) of shape (m, n), with ``mask=None``: its stored entries are the
+    observations, and every stored entry counts, an explicitly stored zero
+    included (``dense.to_sparse()`` drops zeros, so build the tensor from the
+    observed indices with :func:`torch.sparse_coo_tensor` when zeros are observed).
+    An index pair stored twice (an uncoalesced tensor with repeats) is an error, not
+    a sum.  Memory is O(nnz + (m + n) r^2): the entries in row- and column-major
+    order, the factors, and the ``r x r`` Gram matrices of the ALS half-steps; no
+    m x n tensor is formed, so the result's ``X`` is None: read entries with
+    :meth:`CompletionResult.entries`, ``result.entries(rows, cols)``, that is
+    ``(L[rows] * R[cols].conj()).sum(-1)``.  Every method and option works on
+    sparse input, with the same iterates as on the dense ``M`` and mask of the same
+    entries, up to rounding.  Batches of sparse matrices are not supported.
 
     The result stays on A's device and dtype.  Random starts come from a private
     :class:`torch.Generator` seeded by ``seed``; the global random state is neither
@@ -548,6 +565,9 @@ def complete(
         Alternating least squares: each iteration minimises ``f`` exactly over
         ``L`` (one ``r x r`` ridge system per row, all solved in one batched
         Cholesky, or by pseudo-inverse when one is singular), then over ``R``.
+        For sparse ``M`` every row's Gram matrix :math:`R^{\text{H}} D_i R` comes
+        from one sparse product: the pattern of observed entries (CSR) times the
+        rows' outer products :math:`\bar r_j r_j^{\text{T}}`, O(nnz r^2) flops.
     ``"gd"``
         Gradient descent on ``(L, R)`` with a backtracking (Armijo) line search per
         matrix: the trial step is twice the last accepted one (1 at first) and is
@@ -595,9 +615,12 @@ def complete(
     Parameters
     ----------
     M : Tensor
-        Matrix or batch of matrices of shape (*, m, n); only the observed entries are used.
-    mask : Tensor
-        Boolean tensor broadcastable to M's shape, True where ``M`` is observed.
+        Matrix or batch of matrices of shape (*, m, n); only the observed entries are
+        used.  Or a sparse COO (CSR, CSC) matrix of shape (m, n) whose stored
+        entries are the observations.
+    mask : Tensor or None
+        Boolean tensor broadcastable to M's shape, True where ``M`` is observed;
+        None for sparse ``M``.
     rank : int
         Rank ``r`` of the fit, ``1 <= rank <= min(m, n)``.
     method : str, optional
@@ -620,24 +643,28 @@ def complete(
     Returns
     -------
     CompletionResult
-        With fields, in this order, ``X`` = ``L @ R^H`` of shape (*, m, n), ``L`` of
-        shape (*, m, r) and ``R`` of shape (*, n, r), and the bookkeeping
-        ``method``, ``nit``, ``converged``, ``message``, ``history``.  An empty
-        input gives empty or zero factors with ``converged=True`` and ``nit=0``.
+        With fields, in this order, ``X`` = ``L @ R^H`` of shape (*, m, n) (None for
+        sparse ``M``), ``L`` of shape (*, m, r) and ``R`` of shape (*, n, r), and the
+        bookkeeping ``method``, ``nit``, ``converged``, ``message``, ``history``.  An
+        empty input gives empty or zero factors with ``converged=True`` and ``nit=0``.
 
     Raises
     ------
     DtypeError
-        ``M`` is not a float, double, cfloat or cdouble tensor, or ``mask`` is not
-        a boolean tensor.
+        ``M`` is not a float, double, cfloat or cdouble tensor (dense, or sparse
+        COO, CSR or CSC), or ``mask`` is not a boolean tensor.
     ShapeError
         ``M`` has fewer than two dimensions, or ``mask`` does not broadcast to
-        M's shape (or is on another device).
+        M's shape (or is on another device); sparse ``M`` is not one matrix
+        (a batch, or dense dimensions) or has an index out of range.
     NonFiniteError
         An observed entry of ``M`` is NaN or infinite.
     OptionError
         ``rank`` out of range, unknown ``method``, non-positive ``rtol`` or
-        ``max_iter``, a negative ``seed`` or a bad ``options`` entry.
+        ``max_iter``, a negative ``seed`` or a bad ``options`` entry; a ``mask``
+        given with sparse ``M``.
+    GdlaInputError
+        Sparse ``M`` stores an index pair more than once.
 
     See Also
     --------
@@ -656,6 +683,17 @@ def complete(
     >>> result.converged, result.X.shape, result.L.shape, result.R.shape
     (True, torch.Size([30, 20]), torch.Size([30, 2]), torch.Size([20, 2]))
     >>> bool(torch.linalg.matrix_norm(result.X - truth) < 1e-8 * torch.linalg.matrix_norm(truth))
+    True
+
+    The same entries as a sparse tensor: the factors, no ``X``.
+
+    >>> rows, cols = mask.nonzero().T
+    >>> M = torch.sparse_coo_tensor(
+    ...     torch.stack([rows, cols]), truth[rows, cols], (30, 20), check_invariants=True)
+    >>> sparse = gdla.complete(M, None, rank=2)
+    >>> sparse.converged, sparse.X, sparse.L.shape
+    (True, None, torch.Size([30, 2]))
+    >>> bool((sparse.entries(rows, cols) - truth[rows, cols]).abs().max() < 1e-8)
     True
     """
     differentiable = _implicit.wanted(M)
