@@ -481,11 +481,16 @@ def sparse_completion_problem(
     L0 = torch.randn(m, rank, generator=generator, dtype=torch.float64)
     R0 = torch.randn(n, rank, generator=generator, dtype=torch.float64)
     total = count + held_out
-    drawn = torch.randint(0, m * n, (total + total // 8 + 64,), generator=generator)
-    positions = torch.unique(drawn)  # distinct and sorted: shuffle before splitting
-    positions = positions[torch.randperm(positions.numel(), generator=generator)[:total]]
-    if positions.numel() < total:
+    if total > m * n:
         raise ValueError(f"{total} distinct entries requested of a {m} x {n} matrix")
+    if m * n <= max(10**7, 8 * total):
+        positions = torch.randperm(m * n, generator=generator)[:total]
+    else:  # sparse: draw with replacement, drop repeats (few), then shuffle
+        drawn = torch.randint(0, m * n, (total + total // 8 + 64,), generator=generator)
+        positions = torch.unique(drawn)
+        positions = positions[torch.randperm(positions.numel(), generator=generator)[:total]]
+        if positions.numel() < total:
+            raise ValueError(f"too many repeats drawing {total} entries of {m} x {n}")
     rows, cols = positions // n, positions % n
     values = (L0[rows] * R0[cols]).sum(-1)
     observed = torch.stack([rows[:count], cols[:count]])

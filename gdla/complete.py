@@ -14,13 +14,21 @@ line search, or a :mod:`torch.optim` optimiser.
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import _implicit
+from ._comm import (
+    agreement,
+    all_reduce_max,
+    all_reduce_sum,
+    check_group,
+    check_row_blocks,
+)
 from ._iterate import (
     Outcome,
     autograd_on,
@@ -49,6 +57,9 @@ from ._validation import (
     method_options,
     options_dict,
 )
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 __all__ = ["complete", "METHODS"]
 
@@ -302,6 +313,11 @@ class _SparseProblem:
     Holds O(nnz) index and value arrays and CSR tensors over them (no dense m x n
     tensor): the pattern of ones (for the Gram matrices), ``M / s`` and its conjugate
     transpose; ``s = ||values||`` as in :class:`_Problem`.
+
+    With a process ``group``, ``M`` is this rank's block of rows (``shape`` is the
+    block's): ``L`` holds the block's rows and ``R`` is replicated; every sum over the
+    rows (norms, ``E^H L``, the Gram matrices of the ``R`` half-step) is all-reduced,
+    so every rank computes the same ``R`` and the same residual.
     """
 
     def __init__(
@@ -311,18 +327,22 @@ class _SparseProblem:
         values: torch.Tensor,
         shape: tuple[int, int],
         reg: float,
+        group: ProcessGroup | None = None,
     ) -> None:
         m, n = self.shape = shape
-        self.count = values.numel()
-        if self.count:
+        self.group = group
+        self.count = int(all_reduce_sum(torch.tensor([values.numel()]), group)[0])
+        if group is not None:
+            self.exponent = _group_exponent(values, group)
+        elif self.count:
             self.exponent = power_of_two_exponent(values.unsqueeze(0))  # 0-d
         else:
             self.exponent = torch.zeros((), dtype=torch.int64, device=values.device)
         values = ldexp(values, self.exponent)
-        norm = torch.linalg.vector_norm(values)
+        norm = self._norm(values)
         self.norm = torch.where(norm > 0, norm, torch.ones_like(norm))
         self.values = values / self.norm
-        self.observed_norm = torch.linalg.vector_norm(self.values)
+        self.observed_norm = self._norm(self.values)
         self.reg = _scaled_reg(reg, self.norm, self.exponent)
         self.rows, self.cols = rows, cols
         self.crow = _row_pointers(rows, m)
@@ -333,6 +353,16 @@ class _SparseProblem:
         self.pattern_t = _csr(self.crow_t, self.rows_t, ones, (n, m))
         self.data = _csr(self.crow, cols, self.values, shape)
         self.data_h = _csr(self.crow_t, self.rows_t, self.values[self.by_column].conj(), (n, m))
+
+    def _norm(self, values: torch.Tensor) -> torch.Tensor:
+        """The 2-norm of the whole matrix's entries (this rank's, summed over the group)."""
+        if self.group is None:
+            return torch.linalg.vector_norm(values)
+        return all_reduce_sum(values.abs().square().sum(), self.group).sqrt()
+
+    def _squares(self, L: torch.Tensor) -> torch.Tensor:
+        """``||L||_F^2`` of the row-split ``L`` (summed over the group)."""
+        return all_reduce_sum(torch.linalg.matrix_norm(L).square(), self.group)
 
     def normalise_tensors(self) -> None:
         """Make the tensors autograd uses normal ones (see :meth:`_Problem.normalise_tensors`)."""
@@ -348,20 +378,55 @@ class _SparseProblem:
     def value(self, L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
         """The objective ``f`` (a 0-d tensor)."""
         fit = (self.predictions(L, R) - self.values).abs().square().sum()
-        size = torch.linalg.matrix_norm(L).square() + torch.linalg.matrix_norm(R).square()
-        return (fit + self.reg * size) / 2
+        if self.group is None:
+            size = torch.linalg.matrix_norm(L).square() + torch.linalg.matrix_norm(R).square()
+            return (fit + self.reg * size) / 2
+        both = all_reduce_sum(torch.stack([fit, torch.linalg.matrix_norm(L).square()]), self.group)
+        size = both[1] + torch.linalg.matrix_norm(R).square()
+        return (both[0] + self.reg * size) / 2
 
     def gradient(self, L: torch.Tensor, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(E R + lambda L, E^H L + lambda R)``, ``E`` the sparse ``P_Omega(L R^H - M)``."""
         e = self.predictions(L, R) - self.values
         E = _csr(self.crow, self.cols, e, self.shape)
         E_h = _csr(self.crow_t, self.rows_t, e[self.by_column].conj(), self.shape[::-1])
-        return E @ R + self.reg * L, E_h @ L + self.reg * R
+        return E @ R + self.reg * L, all_reduce_sum(E_h @ L, self.group) + self.reg * R
 
     def residual(self, L: torch.Tensor, R: torch.Tensor) -> float:
         """The relative gradient of :meth:`_Problem.residual`."""
         gL, gR = self.gradient(L, R)
-        return batch_max(safe_divide(_pair_norm(gL, gR), self.observed_norm * _pair_norm(L, R)))
+        if self.group is None:
+            grad, size = _pair_norm(gL, gR), _pair_norm(L, R)
+        else:
+            both = torch.stack([torch.linalg.matrix_norm(gL), torch.linalg.matrix_norm(L)])
+            both = all_reduce_sum(both.square(), self.group)
+            grad = (both[0] + torch.linalg.matrix_norm(gR).square()).sqrt()
+            size = (both[1] + torch.linalg.matrix_norm(R).square()).sqrt()
+        residual = safe_divide(grad, self.observed_norm * size).reshape(1)
+        # the largest over the group: every rank then takes the same stopping decision
+        return batch_max(all_reduce_max(residual, self.group))
+
+    def row_gram(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``R`` half-step's Gram matrices (n, r * r) and right-hand sides ``M^H L``,
+        summed over the group in one all-reduce."""
+        G, rhs = self.pattern_t @ _outer(L), self.data_h @ L
+        if self.group is None:
+            return G, rhs
+        both = all_reduce_sum(torch.cat([G, rhs], dim=-1), self.group)
+        return both[:, : G.shape[-1]], both[:, G.shape[-1] :]
+
+
+def _group_exponent(values: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
+    """:func:`power_of_two_exponent` of the whole matrix whose entries the group holds."""
+    info = torch.finfo(values.dtype)
+    size = values.abs()
+    largest = size.amax() if size.numel() else size.new_zeros(())
+    largest = all_reduce_max(largest.reshape(1), group)[0]
+    norm = all_reduce_sum(size.square().sum(), group).sqrt()
+    safe = bool(torch.isfinite(norm)) and info.tiny**0.125 <= float(norm) <= info.max**0.125
+    if safe or float(largest) == 0:
+        return torch.zeros((), dtype=torch.int64, device=values.device)
+    return -torch.frexp(largest)[1].to(torch.int64)
 
 
 def _row_pointers(rows: torch.Tensor, m: int) -> torch.Tensor:
@@ -396,9 +461,7 @@ def _sparse_als(problem: _SparseProblem, L: torch.Tensor, R: torch.Tensor) -> St
         state["L"] = _ridge_solve(
             problem.pattern @ _outer(state["R"]), problem.data @ state["R"], problem.reg
         )
-        state["R"] = _ridge_solve(
-            problem.pattern_t @ _outer(state["L"]), problem.data_h @ state["L"], problem.reg
-        )
+        state["R"] = _ridge_solve(*problem.row_gram(state["L"]), problem.reg)
         return problem.residual(state["L"], state["R"])
 
     return step, state
@@ -498,6 +561,69 @@ def _sparse_start(
     return scale_columns(U, root), scale_columns(V, root)
 
 
+def _bits(value: float) -> int:
+    """The bits of a float64 as a signed 64-bit integer (for agreeing on floats across ranks)."""
+    return int(struct.unpack("<q", struct.pack("<d", float(value)))[0])
+
+
+def _agreed_callback(
+    callback: Callable[[int, float], object], group: ProcessGroup, device: torch.device
+) -> Callable[[int, float], bool]:
+    """``callback`` whose True on any rank stops every rank (they must stop together)."""
+
+    def agreed(i: int, residual: float) -> bool:
+        stop = torch.tensor([1 if callback(i, residual) else 0], device=device)
+        return bool(all_reduce_max(stop, group)[0])
+
+    return agreed
+
+
+def _group_start(
+    problem: _SparseProblem, rank: int, init: str, generator: torch.Generator, offset: int, m: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The start of :func:`_sparse_start` when ``M``'s rows are split over a process group.
+
+    ``offset`` is this rank's first row, ``m`` the whole matrix's rows.  The random start
+    draws the whole ``L`` on every rank (the same generator) and keeps this rank's rows:
+    the same start as one process.  The spectral start needs no orthonormalisation of
+    row-split blocks: it iterates on the replicated n side, ``V = orth(B^H B V)`` with
+    ``B = P_Omega(M) / p`` (one all-reduce of an n x block product per iteration), and
+    takes the Ritz triplets of ``B V`` from the Gram matrix ``(BV)^H BV = V^H B^H B V``;
+    same subspace as the one-process start, stopping rule residual 1e-3 or 10 iterations.
+    """
+    rows, n = problem.shape
+    like = problem.values
+    if init == "random":
+        c = (m * n * rank) ** -0.25
+        L = c * randn_like((m, rank), like, generator)[offset : offset + rows]
+        return L, c * randn_like((n, rank), like, generator)
+    fraction = problem.count / (m * n) if problem.count else 1.0
+    A, A_h = problem.data, problem.data_h
+    block = min(rank + 10, m, n)
+    norm = problem.observed_norm / fraction
+    V = orth(all_reduce_sum(A_h @ (A @ randn_like((n, block), like, generator)), problem.group))
+    state: dict[str, torch.Tensor] = {}
+
+    def step() -> float:
+        nonlocal V
+        Y = A @ V / fraction  # this rank's rows of B V
+        Z = all_reduce_sum(A_h @ Y, problem.group) / fraction  # B^H B V, replicated
+        values, W = torch.linalg.eigh(V.mH @ Z)  # (BV)^H BV, ascending
+        W, s = W.flip(-1)[:, :rank], values.flip(-1)[:rank].clamp_min(0).sqrt()
+        s_safe = torch.where(s > 0, s, torch.ones_like(s))
+        # Ritz triplets (Y W / s, s, V W): A V W = U s exactly; the residual is A^H U - V W s
+        miss = torch.linalg.matrix_norm(scale_columns(Z @ W, 1 / s_safe) - scale_columns(V @ W, s))
+        state.update(Y=Y @ W, S=s, V=V @ W)
+        V = orth(Z)
+        return float(safe_divide(miss, norm))
+
+    iterate(_FUNCTION, step, rtol=1e-3, max_iter=10)
+    s = state["S"]
+    root = s.sqrt()
+    inverse_root = torch.where(s > 0, 1 / torch.where(s > 0, root, torch.ones_like(root)), 0)
+    return scale_columns(state["Y"], inverse_root), scale_columns(state["V"], root)
+
+
 def complete(
     M: torch.Tensor,
     mask: torch.Tensor | None,
@@ -509,6 +635,7 @@ def complete(
     callback: Callable[[int, float], object] | None = None,
     options: Mapping[str, Any] | None = None,
     seed: int = 0,
+    group: ProcessGroup | None = None,
 ) -> CompletionResult:
     r"""Complete a low-rank matrix from the entries where ``mask`` is True, or sparse ``M``'s.
 
@@ -543,6 +670,25 @@ def complete(
     ``(L[rows] * R[cols].conj()).sum(-1)``.  Every method and option works on
     sparse input, with the same iterates as on the dense ``M`` and mask of the same
     entries, up to rounding.  Batches of sparse matrices are not supported.
+
+    Many processes (``group=``, a :mod:`torch.distributed` process group, e.g.
+    ``torch.distributed.group.WORLD`` after ``init_process_group("gloo")``): each
+    rank passes its own block of rows of ``M`` as a sparse ``(m_i, n)`` matrix (row
+    ``j`` of the block is row ``offset + j`` of the whole, the blocks in rank order)
+    and gets back its rows of ``L`` (m_i, r) and the whole ``R`` (n, r), the same on
+    every rank.  The ``L`` half-step is local; the ``R`` half-step sums the column
+    Gram matrices and right-hand sides over the group with one ``all_reduce`` of
+    n (r^2 + r) numbers per iteration, next to O(nnz_i r^2) flops on each rank; norms
+    and the residual are all-reduced too, so every rank stops at the same iteration.
+    Methods ``"als"`` and ``"gd"`` only.  Every rank must pass the same ``n``,
+    dtype, ``rank``, ``method``, ``rtol``, ``max_iter``, ``seed`` and options
+    (checked: a mismatch, or a bad input on any rank, raises on every rank rather
+    than leaving the others waiting); a ``callback`` returning True on any rank
+    stops all.  The random start is the one-process start; the spectral start
+    iterates on the replicated n side (``V = orth(B^H B V)``, one all-reduce per
+    iteration) and spans the same subspace as the one-process start, so the answer
+    is the one-process answer to rounding where the minimiser is unique, but the
+    iterates are not the same.
 
     The result stays on A's device and dtype.  Random starts come from a private
     :class:`torch.Generator` seeded by ``seed``; the global random state is neither
@@ -639,6 +785,9 @@ def complete(
         arguments.  Unknown keys raise :class:`OptionError`.
     seed : int, optional
         Seed of the private generator of the random start.  Default 0.
+    group : torch.distributed.ProcessGroup, optional
+        Split ``M``'s rows over the processes of ``group`` (sparse ``M`` only; see
+        above).  Default None: one process.
 
     Returns
     -------
@@ -656,15 +805,18 @@ def complete(
     ShapeError
         ``M`` has fewer than two dimensions, or ``mask`` does not broadcast to
         M's shape (or is on another device); sparse ``M`` is not one matrix
-        (a batch, or dense dimensions) or has an index out of range.
+        (a batch, or dense dimensions) or has an index out of range; with
+        ``group``, the ranks' blocks or settings differ (on every rank).
     NonFiniteError
         An observed entry of ``M`` is NaN or infinite.
     OptionError
         ``rank`` out of range, unknown ``method``, non-positive ``rtol`` or
         ``max_iter``, a negative ``seed`` or a bad ``options`` entry; a ``mask``
-        given with sparse ``M``.
+        given with sparse ``M``; ``group`` not a process group, or given with dense
+        ``M`` or a method other than ``"als"`` and ``"gd"``.
     GdlaInputError
-        Sparse ``M`` stores an index pair more than once.
+        Sparse ``M`` stores an index pair more than once; with ``group``, another
+        rank's input was bad (that rank raises its own error).
 
     See Also
     --------
@@ -698,39 +850,61 @@ def complete(
     """
     differentiable = _implicit.wanted(M)
     M_input = M
-    sparse = isinstance(M, torch.Tensor) and M.layout != torch.strided
-    if sparse:
-        rows, cols, values = _check_sparse(M, mask)
-        like, shape = values, tuple(M.shape)
-    else:
-        observed, seen = _check_inputs(M, mask)
-        like, shape = observed, tuple(observed.shape)
-    check_option(_FUNCTION, "method", method, METHODS)
-    m, n = shape[-2:]
-    if min(m, n) == 0:
-        check_positive(_FUNCTION, "rank", rank, integer=True)  # type: ignore[arg-type]
-        rank = int(rank)
-    else:
-        rank = check_rank(_FUNCTION, "rank", rank, min(m, n))
-    rtol = default_rtol(like.dtype) if rtol is None else rtol
-    rtol = check_positive(_FUNCTION, "rtol", rtol)
-    max_iter = _MAX_ITER[method] if max_iter is None else max_iter
-    max_iter = int(check_positive(_FUNCTION, "max_iter", max_iter, integer=True))
-    generator = seeded_generator(_FUNCTION, seed, like.device)
+    group = check_group(_FUNCTION, group)
+    with agreement(_FUNCTION, group):  # a bad input on one rank stops every rank
+        sparse = isinstance(M, torch.Tensor) and M.layout != torch.strided
+        if group is not None and not sparse:
+            found = type(M).__name__ if not isinstance(M, torch.Tensor) else "a dense M"
+            raise OptionError(
+                _FUNCTION, "M sparse (this rank's block of rows) when group is given", found
+            )
+        if sparse:
+            rows, cols, values = _check_sparse(M, mask)
+            like, shape = values, tuple(M.shape)
+        else:
+            observed, seen = _check_inputs(M, mask)
+            like, shape = observed, tuple(observed.shape)
+        check_option(_FUNCTION, "method", method, METHODS)
+        if group is not None and method not in ("als", "gd"):
+            raise OptionError(_FUNCTION, "method 'als' or 'gd' when group is given", repr(method))
+        m, n = shape[-2:]
+        if min(m, n) == 0 or group is not None:  # with a group: checked against all rows below
+            check_positive(_FUNCTION, "rank", rank, integer=True)  # type: ignore[arg-type]
+            rank = int(rank)
+        else:
+            rank = check_rank(_FUNCTION, "rank", rank, min(m, n))
+        rtol = default_rtol(like.dtype) if rtol is None else rtol
+        rtol = check_positive(_FUNCTION, "rtol", rtol)
+        max_iter = _MAX_ITER[method] if max_iter is None else max_iter
+        max_iter = int(check_positive(_FUNCTION, "max_iter", max_iter, integer=True))
+        generator = seeded_generator(_FUNCTION, seed, like.device)
 
-    ours = {"reg": 0.0, "init": "spectral"}
-    if method in ("als", "gd"):
-        opts = method_options(_FUNCTION, method, options, ours)
-        optimiser_options: dict[str, Any] = {}
-    else:
-        given = options_dict(_FUNCTION, options)
-        opts = {key: given.pop(key, value) for key, value in ours.items()}
-        optimiser_options = given
-    reg = check_number(_FUNCTION, "options['reg']", opts["reg"], low=0)
-    check_option(_FUNCTION, "options['init']", opts["init"], ("spectral", "random"))
+        ours = {"reg": 0.0, "init": "spectral"}
+        if method in ("als", "gd"):
+            opts = method_options(_FUNCTION, method, options, ours)
+            optimiser_options: dict[str, Any] = {}
+        else:
+            given = options_dict(_FUNCTION, options)
+            opts = {key: given.pop(key, value) for key, value in ours.items()}
+            optimiser_options = given
+        reg = check_number(_FUNCTION, "options['reg']", opts["reg"], low=0)
+        check_option(_FUNCTION, "options['init']", opts["init"], ("spectral", "random"))
+
+    offset, rows_total = 0, m
+    if group is not None:
+        # every rank must run the same iteration: same n, dtype, rank and settings
+        offset, rows_total = check_row_blocks(
+            _FUNCTION, "M", shape, like.dtype, group, rank=rank, method=METHODS.index(method),
+            max_iter=max_iter, rtol=_bits(rtol), reg=_bits(reg), seed=int(seed) - 2**63,
+            init=("spectral", "random").index(opts["init"]),
+        )  # fmt: skip
+        if min(rows_total, n) > 0:
+            rank = check_rank(_FUNCTION, "rank", rank, min(rows_total, n))
+        if callback is not None:
+            callback = _agreed_callback(callback, group, like.device)
 
     batch = shape[:-2]
-    if math.prod(shape) == 0:
+    if math.prod(shape[:-2]) * rows_total * n == 0:
         return CompletionResult(
             method=method,
             nit=0,
@@ -744,7 +918,10 @@ def complete(
 
     problem: _Problem | _SparseProblem
     with torch.no_grad():
-        if sparse:
+        if sparse and group is not None:
+            problem = _SparseProblem(rows, cols, values, (m, n), float(reg), group)
+            L, R = _group_start(problem, rank, opts["init"], generator, offset, rows_total)
+        elif sparse:
             problem = _SparseProblem(rows, cols, values, (m, n), float(reg))
             L, R = _sparse_start(problem, rank, opts["init"], generator)
         else:
@@ -782,7 +959,8 @@ def complete(
     X: torch.Tensor | None
     if isinstance(problem, _SparseProblem):
         X, (L, R) = None, _unscale_factors(problem.norm, problem.exponent, L, R)
-        finite = bool(torch.isfinite(L).all()) and bool(torch.isfinite(R).all())
+        infinite = (~torch.isfinite(L)).any() | (~torch.isfinite(R)).any()
+        finite = not bool(all_reduce_max(infinite.reshape(1).to(torch.int64), group)[0])
     else:
         X, L, R = problem.unscale(L, R)
         finite = bool(torch.isfinite(X).all())

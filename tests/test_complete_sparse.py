@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -317,3 +323,158 @@ def test_bad_sparse_input_gets_a_clear_error(case: str) -> None:
     message = str(raised.value)
     assert message.startswith("gdla.complete: expected ") and ", found " in message
     assert found in message
+
+
+# --- rows split over two processes (group=) -------------------------------------------------------
+
+WORKER = r'''
+import sys
+
+import torch
+import torch.distributed as dist
+
+import gdla
+from gdla.bench import sparse_completion_problem
+
+dist.init_process_group("gloo")
+group = dist.group.WORLD
+rank = dist.get_rank()
+SPLIT = 110  # rank 0 holds rows [0, 110), rank 1 rows [110, 200): uneven blocks
+
+
+def block(M):
+    """This rank's rows of the sparse M, as its own sparse matrix."""
+    first, last = (0, SPLIT) if rank == 0 else (SPLIT, M.shape[0])
+    indices, values = M._indices(), M._values()
+    keep = (indices[0] >= first) & (indices[0] < last)
+    shifted = indices[:, keep] - torch.tensor([[first], [0]])
+    return torch.sparse_coo_tensor(shifted, values[keep], (last - first, M.shape[1]),
+                                   check_invariants=True)
+
+
+def caught(call):
+    try:
+        call()
+    except gdla.GdlaInputError as error:
+        return type(error).__name__, str(error)
+    return None, "no error"
+
+
+M = sparse_completion_problem(200, 120, 3, 6000, 300, seed=4)[0]
+mine = block(M)
+out = {"rank": rank}
+out["als"] = gdla.complete(mine, None, 3, group=group)
+out["als_random"] = gdla.complete(mine, None, 3, group=group, options={"init": "random"})
+out["gd_random"] = gdla.complete(mine, None, 3, method="gd", max_iter=25, group=group,
+                                 options={"init": "random", "reg": 0.1})
+C = sparse_completion_problem(200, 120, 2, 6000, 0, seed=5)[0]
+C = torch.sparse_coo_tensor(C._indices(), C._values() * (1 + 1j), C.shape).coalesce()
+out["complex"] = gdla.complete(block(C), None, 2, group=group)
+stops = lambda i, r: rank == 1 and i == 2  # True on rank 1 only: both ranks must stop
+out["callback_nit"] = gdla.complete(mine, None, 3, group=group, callback=stops).nit
+nan = block(M).coalesce()
+nan = torch.sparse_coo_tensor(nan.indices(), nan.values() * (float("nan") if rank else 1.0),
+                              nan.shape)
+bad = {
+    "dense M": lambda: gdla.complete(mine.to_dense(), torch.ones(mine.shape, dtype=torch.bool),
+                                     3, group=group),
+    "method adam": lambda: gdla.complete(mine, None, 3, method="adam", group=group),
+    "different rank": lambda: gdla.complete(mine, None, 2 + rank, group=group),
+    "different n": lambda: gdla.complete(
+        torch.sparse_coo_tensor(mine._indices(), mine._values(), (mine.shape[0], 120 + rank)),
+        None, 3, group=group),
+    "different rtol": lambda: gdla.complete(mine, None, 3, rtol=1e-8 * (1 + rank), group=group),
+    "NaN on rank 1": lambda: gdla.complete(nan, None, 3, group=group),
+    "rank beyond n": lambda: gdla.complete(mine, None, 121, group=group),
+    "not a group": lambda: gdla.complete(mine, None, 3, group="world"),
+}
+out["bad"] = {name: caught(call) for name, call in bad.items()}
+torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
+dist.destroy_process_group()
+'''
+
+TIMEOUT = 120  # seconds; a hang (a rank waiting for a collective) ends here
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """What each of the two ranks of one ``torchrun`` launch (gloo, loopback) saved."""
+    folder = tmp_path_factory.mktemp("complete_group")
+    script = folder / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "GLOO_SOCKET_IFNAME": "lo"}  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", str(script), str(folder)]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"the 2-process run hung for {TIMEOUT} s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+    return [torch.load(Path(folder) / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+
+
+def _joined(ranks: list[dict[str, Any]], key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole L (rank 0's rows, then rank 1's) and the replicated R."""
+    parts = [r[key] for r in ranks]
+    for part in parts:
+        assert part.converged or key == "gd_random", part.message
+        assert part.X is None and torch.equal(part.R, parts[0].R)
+    assert [part.nit for part in parts] == [parts[0].nit] * 2
+    assert [part.L.shape[0] for part in parts] == [110, 90]
+    return torch.cat([part.L for part in parts]), parts[0].R
+
+
+def test_group_answers_match_one_process(ranks: list[dict[str, Any]]) -> None:
+    M, rows, cols, values = bench.sparse_completion_problem(200, 120, 3, 6000, 300, seed=4)
+    single = complete(M, None, 3)
+    for key in ("als", "als_random"):
+        L, R = _joined(ranks, key)
+        assert relative(L @ R.mH, single.L @ single.R.mH) < 1e-10
+        held_out = (L[rows] * R[cols]).sum(-1)
+        assert float((held_out - values).norm() / values.norm()) < 1e-8
+    # The random start is the one process's start: the iterates agree to rounding.
+    alone = complete(M, None, 3, options={"init": "random"})
+    assert ranks[0]["als_random"].history == pytest.approx(alone.history, rel=1e-6, abs=1e-15)
+    L, R = _joined(ranks, "gd_random")
+    gd = complete(M, None, 3, method="gd", max_iter=25, options={"init": "random", "reg": 0.1})
+    assert ranks[0]["gd_random"].history == pytest.approx(gd.history, rel=1e-8)
+    assert relative(L @ R.mH, gd.L @ gd.R.mH) < 1e-10
+
+
+def test_group_complex(ranks: list[dict[str, Any]]) -> None:
+    C = bench.sparse_completion_problem(200, 120, 2, 6000, 0, seed=5)[0]
+    C = torch.sparse_coo_tensor(C._indices(), C._values() * (1 + 1j), C.shape).coalesce()
+    single = complete(C, None, 2)
+    L, R = _joined(ranks, "complex")
+    assert L.dtype == C128
+    assert relative(L @ R.mH, single.L @ single.R.mH) < 1e-10
+
+
+def test_group_callback_on_one_rank_stops_both(ranks: list[dict[str, Any]]) -> None:
+    assert ranks[0]["callback_nit"] == ranks[1]["callback_nit"] == 2
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [("dense M", "OptionError"), ("method adam", "OptionError"), ("different rank", "ShapeError"),
+     ("different n", "ShapeError"), ("different rtol", "ShapeError"),
+     ("NaN on rank 1", None), ("rank beyond n", "OptionError"), ("not a group", "OptionError")],
+)  # fmt: skip
+def test_group_bad_input_is_a_clear_error_on_both_ranks(
+    ranks: list[dict[str, Any]], case: str, error: str | None
+) -> None:
+    for r in ranks:
+        kind, message = r["bad"][case]
+        assert kind is not None, f"rank {r['rank']}: {case}: {message}"
+        assert message.startswith("gdla.complete: expected "), message
+        assert error is None or kind == error, (kind, message)
+    if case == "NaN on rank 1":
+        assert ranks[1]["bad"][case][0] == "NonFiniteError"
+        assert "rank 1" in ranks[0]["bad"][case][1]
