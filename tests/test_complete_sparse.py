@@ -368,20 +368,21 @@ out["als_random"] = gdla.complete(mine, None, 3, group=group, options={"init": "
 out["gd_random"] = gdla.complete(mine, None, 3, method="gd", max_iter=25, group=group,
                                  options={"init": "random", "reg": 0.1})
 C = sparse_completion_problem(200, 120, 2, 6000, 0, seed=5)[0]
-C = torch.sparse_coo_tensor(C._indices(), C._values() * (1 + 1j), C.shape).coalesce()
+C = torch.sparse_coo_tensor(C._indices(), C._values() * (1 + 1j), C.shape, check_invariants=True)
 out["complex"] = gdla.complete(block(C), None, 2, group=group)
 stops = lambda i, r: rank == 1 and i == 2  # True on rank 1 only: both ranks must stop
 out["callback_nit"] = gdla.complete(mine, None, 3, group=group, callback=stops).nit
 nan = block(M).coalesce()
 nan = torch.sparse_coo_tensor(nan.indices(), nan.values() * (float("nan") if rank else 1.0),
-                              nan.shape)
+                              nan.shape, check_invariants=True)
 bad = {
     "dense M": lambda: gdla.complete(mine.to_dense(), torch.ones(mine.shape, dtype=torch.bool),
                                      3, group=group),
     "method adam": lambda: gdla.complete(mine, None, 3, method="adam", group=group),
     "different rank": lambda: gdla.complete(mine, None, 2 + rank, group=group),
     "different n": lambda: gdla.complete(
-        torch.sparse_coo_tensor(mine._indices(), mine._values(), (mine.shape[0], 120 + rank)),
+        torch.sparse_coo_tensor(mine._indices(), mine._values(), (mine.shape[0], 120 + rank),
+                                check_invariants=True),
         None, 3, group=group),
     "different rtol": lambda: gdla.complete(mine, None, 3, rtol=1e-8 * (1 + rank), group=group),
     "NaN on rank 1": lambda: gdla.complete(nan, None, 3, group=group),
@@ -450,7 +451,9 @@ def test_group_answers_match_one_process(ranks: list[dict[str, Any]]) -> None:
 
 def test_group_complex(ranks: list[dict[str, Any]]) -> None:
     C = bench.sparse_completion_problem(200, 120, 2, 6000, 0, seed=5)[0]
-    C = torch.sparse_coo_tensor(C._indices(), C._values() * (1 + 1j), C.shape).coalesce()
+    C = torch.sparse_coo_tensor(
+        C._indices(), C._values() * (1 + 1j), C.shape, check_invariants=True
+    )
     single = complete(C, None, 2)
     L, R = _joined(ranks, "complex")
     assert L.dtype == C128
