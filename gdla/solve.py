@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import torch
 
@@ -31,6 +32,7 @@ from ._iterate import (
 )
 from ._operator import OperatorView, as_operator, view_of
 from ._result import SolveResult
+from ._rows import ProcessGroup, RowSplit
 from ._scaling import ldexp, power_of_two_exponent
 from ._validation import OptionError, ShapeError, check_matrix, check_option, check_positive
 
@@ -516,6 +518,7 @@ def solve(
     max_iter: int | None = None,
     callback: Callback | None = None,
     options: Mapping[str, object] | None = None,
+    group: ProcessGroup | None = None,
 ) -> SolveResult:
     r"""Solve :math:`Ax = b` by iteration: square systems, least squares, minimum norm.
 
@@ -697,6 +700,24 @@ def solve(
     uses, has forward error up to about :math:`\kappa u + \kappa^2 u \|r\| /
     (\|A\| \|x\|)`.
 
+    Many processes (``group``): A is split by rows across the processes of ``group``,
+    each rank passing its own rows ``A_i`` (m_i, n) and ``b_i`` (m_i,) or (m_i, k);
+    every rank receives the same x, the least-squares solution for the whole A (the
+    solution when A is square and nonsingular).  x solves the normal equations
+    :math:`A^H A x = A^H b` by ``method`` (default ``"cg"``; the methods that a
+    Hermitian :class:`gdla.LinearOperator` takes), with :math:`A^H b = \sum_i A_i^H
+    b_i` and :math:`A^H A X = \sum_i A_i^H (A_i X)`, two local products and one sum
+    all-reduce of n numbers per column and iteration.  The normal equations square the
+    condition number: CG needs about :math:`\kappa(A)` iterations (as CGLS does) and x
+    is accurate to about :math:`\kappa(A)^2` times ``rtol``, against :math:`\kappa(A)`
+    for the one-process least-squares methods.  ``rtol``, ``nit`` and ``history`` are
+    those of the iteration on the normal equations; the ``message`` adds x's
+    least-squares backward error for A (see ``"lsqr"`` below).  Every rank must pass
+    the same ``method``, ``rtol``, ``max_iter`` and ``options``; blocks of different n
+    or dtype, or bad input on any rank, raise on every rank; the first rank to finish
+    broadcasts its x, so rounding differences between processes cannot make them
+    disagree.  No gradients flow through ``group`` calls.
+
     Parameters
     ----------
     A : Tensor or LinearOperator
@@ -724,6 +745,9 @@ def solve(
         Optimiser keyword arguments for ``"sgd"``, ``"adam"`` and ``"lbfgs"``;
         ``sketch_factor`` and ``seed`` for ``"sketch"``; ``restart`` for ``"gmres-ir"``;
         the other methods take none.
+    group : torch.distributed.ProcessGroup, optional
+        A and b split by rows across the processes of ``group`` (see above); default
+        None: one process.
 
     Returns
     -------
@@ -779,6 +803,14 @@ def solve(
     >>> bool(torch.allclose(fit.x, reference, rtol=1e-6, atol=0))
     True
     """
+    if group is not None:  # A and b split by rows across processes: gdla._rows
+        rows = RowSplit(FUNCTION, A, group)
+        B, AhB, vector = rows.right_hand_side(b)
+        G = cast(torch.Tensor, rows.operator())  # a LinearOperator, which solve takes
+        inner = rows.agreed(lambda: solve(
+            G, AhB, method=method, rtol=rtol, max_iter=max_iter, callback=callback,
+            options=options))  # fmt: skip
+        return rows.solve_result(inner, B, vector)
     A_input, b_input = A, b
     op = as_operator(FUNCTION, "A", A.detach() if isinstance(A, torch.Tensor) else A)
     b = check_matrix(FUNCTION, "b", b, min_ndim=1, dtype_like=op.like())

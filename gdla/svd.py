@@ -69,6 +69,7 @@ from ._krylov import (
 )
 from ._operator import OperatorView, as_operator, spectral_norm_estimate
 from ._result import SVDResult
+from ._rows import ProcessGroup, RowSplit
 from ._scaling import ldexp, power_of_two_exponent
 from ._tensor import (
     batch_max,
@@ -472,6 +473,7 @@ def svd(
     callback: Callable[[int, float], object] | None = None,
     options: Mapping[str, Any] | None = None,
     seed: int = 0,
+    group: ProcessGroup | None = None,
 ) -> SVDResult:
     r"""Compute the ``k`` largest singular triplets of ``A`` iteratively.
 
@@ -667,9 +669,36 @@ def svd(
         Method-specific options (see above); unknown keys raise :class:`OptionError`.
     seed : int, optional
         Seed of the private generator of the random start.  Default 0.
+    group : torch.distributed.ProcessGroup, optional
+        ``A`` split by rows across the processes of ``group``: each rank passes its
+        own block of rows ``A_i`` (a matrix of shape (m_i, n): dense, sparse or a
+        LinearOperator, no batch) and receives its rows ``U_i`` of ``U`` (m_i, k),
+        with ``S`` and ``Vh`` the same on every rank; see Notes.  Default None: one
+        process.
 
     Notes
     -----
+    Many processes (``group``): every rank keeps the vectors of length n and applies
+    the Gram matrix :math:`G = A^H A = \sum_i A_i^H A_i` as :math:`G X = \sum_i A_i^H
+    (A_i X)`, two local products and one sum all-reduce of n x b numbers for a block of
+    b columns.  ``method`` runs on G, a Hermitian :class:`gdla.LinearOperator`, the
+    same on every rank (the first rank to finish broadcasts its result, so that
+    rounding differences between processes cannot make them disagree); ``S`` are the
+    square roots of G's top ``k`` eigenvalues, ``Vh`` its eigenvectors, and ``U_i =
+    A_i V / S``, with the sign convention above applied to the whole ``U``.  Squaring
+    the matrix costs accuracy: an eigenvalue :math:`\sigma_i^2` of G is found to
+    about :math:`\varepsilon\,\sigma_1^2`, so the residual of the triplets relative
+    to :math:`\sigma_1` is about ``rtol`` :math:`\sigma_1 / \sigma_k` at convergence
+    (at best about :math:`\varepsilon\,\sigma_1 / \sigma_k`, where the one-process
+    methods reach about :math:`\varepsilon`), and singular values below about
+    :math:`\sqrt{\varepsilon}\,\sigma_1` are lost in rounding.  ``rtol``, ``nit`` and
+    ``history`` are those of the iteration on G
+    (relative to an estimate of :math:`\|G\|_F`); the ``message`` adds the relative
+    residual of A's triplets, from one more product with A and with A^H.  Every rank
+    must pass the same ``k``, ``method``, ``rtol``, ``max_iter``, ``options`` and
+    ``seed``; blocks of different n or dtype, or bad input on any rank, raise on
+    every rank.  No gradients flow through ``group`` calls.
+
     Gradients: when A requires grad, ``S`` is differentiable (:math:`d\sigma_i =
     \operatorname{Re} u_i^H\,dA\,v_i`, so :math:`\bar A = U \operatorname{diag}(\bar S)
     V^H`), not through the iterations.  ``U`` and ``Vh`` are differentiable too when
@@ -724,6 +753,13 @@ def svd(
     >>> bool(torch.allclose(result.S, torch.linalg.svdvals(A)[:3], rtol=1e-12))
     True
     """
+    if group is not None:  # A split by rows across processes: gdla._rows
+        rows = RowSplit(_FUNCTION, A, group, k=k, seed=seed)
+        G = cast(torch.Tensor, rows.operator())  # a LinearOperator, which svd takes
+        inner = rows.agreed(lambda: svd(
+            G, rows.check_k(k), method=method, rtol=rtol, max_iter=max_iter,
+            callback=callback, options=options, seed=seed))  # fmt: skip
+        return rows.svd_result(inner)
     A_input = A
     op = as_operator(_FUNCTION, "A", A.detach() if isinstance(A, torch.Tensor) else A,
                      seed=check_seed(_FUNCTION, seed))  # fmt: skip
