@@ -90,7 +90,7 @@ class CompletionResult(Result):
 
     ``L`` has shape (*, m, r) and ``R`` shape (*, n, r).  ``X`` is None when ``M``
     was sparse (an m x n dense tensor is what sparse input avoids): read the
-    entries you need with :meth:`entries`.
+    entries you need with the method ``entries(rows, cols)``.
     """
 
     X: torch.Tensor | None

@@ -367,6 +367,7 @@ class _SparseProblem:
     def normalise_tensors(self) -> None:
         """Make the tensors autograd uses normal ones (see :meth:`_Problem.normalise_tensors`)."""
         self.values, self.reg = normal_tensor(self.values), normal_tensor(self.reg)
+        self.rows, self.cols = normal_tensor(self.rows), normal_tensor(self.cols)
 
     def predictions(self, L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
         """The observed entries of ``L R^H``, in row-major order."""
@@ -666,7 +667,7 @@ def complete(
     a sum.  Memory is O(nnz + (m + n) r^2): the entries in row- and column-major
     order, the factors, and the ``r x r`` Gram matrices of the ALS half-steps; no
     m x n tensor is formed, so the result's ``X`` is None: read entries with
-    :meth:`CompletionResult.entries`, ``result.entries(rows, cols)``, that is
+    the result's method ``entries``, ``result.entries(rows, cols)``, that is
     ``(L[rows] * R[cols].conj()).sum(-1)``.  Every method and option works on
     sparse input, with the same iterates as on the dense ``M`` and mask of the same
     entries, up to rounding.  Batches of sparse matrices are not supported.

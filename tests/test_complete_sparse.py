@@ -481,3 +481,13 @@ def test_group_bad_input_is_a_clear_error_on_both_ranks(
     if case == "NaN on rank 1":
         assert ranks[1]["bad"][case][0] == "NonFiniteError"
         assert "rank 1" in ranks[0]["bad"][case][1]
+
+
+@pytest.mark.parametrize("method", ["als", "gd", "adam", "lbfgs"])
+def test_inference_mode(method: str) -> None:
+    M = bench.sparse_completion_problem(30, 20, 2, 400, 0, seed=14)[0]
+    with torch.inference_mode():
+        inference = M.clone()
+        result = complete(inference, None, 2, method=method, max_iter=3)
+    assert result.nit == 3 or result.converged
+    assert bool(torch.isfinite(result.L).all())
