@@ -165,7 +165,11 @@ def _check_inputs(M: object, mask: object) -> tuple[torch.Tensor, torch.Tensor]:
         check_matrix(_FUNCTION, "M", M)  # raises DtypeError
     assert isinstance(M, torch.Tensor)
     if not isinstance(mask, torch.Tensor):
-        raise DtypeError(_FUNCTION, "mask to be a torch.Tensor of dtype bool", type(mask).__name__)
+        raise DtypeError(
+            _FUNCTION,
+            "mask to be a torch.Tensor of dtype bool (None only with a sparse M)",
+            type(mask).__name__,
+        )
     if mask.layout != torch.strided:
         raise DtypeError(_FUNCTION, "mask to be a dense (strided) tensor", f"layout {mask.layout}")
     if mask.dtype != torch.bool:
