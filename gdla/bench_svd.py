@@ -538,12 +538,12 @@ def sparse_rows(
             samples: dict[str, list[float]] = {method: [] for method in runners}
             for _ in range(repeats):
                 for method, runner in runners.items():
-                    knob = tuned[method][0]
-                    if knob is None:
+                    setting = tuned[method][0]
+                    if setting is None:
                         samples[method].append(math.inf)
                         continue
                     start = time.perf_counter()
-                    runner(knob)
+                    runner(setting)
                     samples[method].append(time.perf_counter() - start)
             (g_knob, g_res), (a_knob, a_res) = tuned["gdla"], tuned["arpack"]
             runs.append(
@@ -666,7 +666,8 @@ def main(argv: list[str] | None = None, *, module: str = "gdla.bench_svd") -> in
                   f"{sparse.target:.0e}: gdla ({sparse.gdla_setting}) {sparse.gdla_seconds:.3f} s,"
                   f" residual {sparse.gdla_residual:.1e}; ARPACK ({sparse.arpack_setting}) "
                   f"{sparse.arpack_seconds:.3f} s, residual {sparse.arpack_residual:.1e}; "
-                  f"time ratio gdla / ARPACK {sparse.ratio:.2f} (goal <= 1)", flush=True)  # fmt: skip
+                  f"time ratio gdla / ARPACK {sparse.ratio:.2f} (goal <= 1)",
+                  flush=True)  # fmt: skip
     if not args.no_scaling:
         ns = (250, 500, 1000, 2000) if args.quick else (250, 500, 1000, 2000, 4000)
         fits = scaling(ns, repeats=args.repeats, threads=threads)
