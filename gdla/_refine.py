@@ -88,9 +88,18 @@ def gmres_ir(
         lowered = (A / scale).to(low)
     # Factor Aᴴ, whose row-major transpose LAPACK reads in place (A itself would be
     # copied to column-major first), and solve with the adjoint of its factors.
-    # A singular factor gives infinite corrections, which the loop reports as divergence.
-    LU, pivots, _ = torch.linalg.lu_factor_ex(lowered.mH)
+    LU, pivots, info = torch.linalg.lu_factor_ex(lowered.mH)
     LU = LU.to(A.dtype)
+    # A zero pivot (A singular in the low precision) would make every correction infinite:
+    # it is replaced by u_low max |u_ii| (1 for a zero A), and the iteration starts from 0.
+    singular = info > 0  # (*)
+    if bool(singular.any()):
+        pivots_diagonal = LU.diagonal(dim1=-2, dim2=-1)
+        size = pivots_diagonal.abs().amax(dim=-1, keepdim=True)
+        floor = torch.finfo(low).eps * torch.where(size > 0, size, torch.ones_like(size))
+        pivots_diagonal.copy_(
+            torch.where(pivots_diagonal == 0, floor.to(LU.dtype), pivots_diagonal)
+        )
 
     def precondition(R: torch.Tensor) -> torch.Tensor:  # (*, n, k): A⁻¹ R, approximately
         return torch.linalg.lu_solve(LU, pivots, R, adjoint=True) / scale
@@ -104,10 +113,16 @@ def gmres_ir(
         eta = _safe_divide(torch.linalg.vector_norm(R, dim=-2), scale_)
         return (float(eta.amax()) if eta.numel() else 0.0), R
 
-    X = precondition(B)
+    X = torch.where(singular[..., None, None], torch.zeros_like(B), precondition(B))
     eta, R = true_error(X)
     history_true = [eta]
-    label = f"GMRES-IR ({str(LOWER_PRECISION[A.dtype]).removeprefix('torch.')} LU preconditioner)"
+    low_name = str(low).removeprefix("torch.")
+    label = f"GMRES-IR ({low_name} LU preconditioner)"
+    if bool(singular.any()):
+        label += (
+            f"; the {low_name} LU factors of A have a zero pivot: A is singular, or "
+            f"numerically singular in {low_name}"
+        )
     if eta <= rtol:
         return X, Outcome(0, True, f"{label}: the low-precision LU solution met rtol", [eta])
     if not math.isfinite(eta):

@@ -45,10 +45,43 @@ def test_the_singular_diagonal_system_is_not_converged(method: str | None) -> No
     A = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=F64))
     result = gdla.solve(A, torch.ones(3, dtype=F64), method=method, max_iter=2000)
     assert not result.converged, result.message
-    if method != "gmres-ir":  # its singular LU factors give NaN, with converged=False
-        assert bool(torch.isfinite(result.x).all())
-    if method in ("cg", "gd", None):  # they reach the evidence: growth, or least squares
+    assert bool(torch.isfinite(result.x).all())
+    if method in ("cg", "gd", "gmres-ir", None):  # the evidence: growth, least squares, LU
         assert "singular" in result.message
+
+
+def _exactly_singular() -> dict[str, tuple[torch.Tensor, torch.Tensor, bool]]:
+    """Exactly singular systems: name -> (A, b, whether b is in the range of A)."""
+    diagonal = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=F64))
+    rank_one = torch.outer(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, -2.0, 0.5])).double()
+    pair = torch.tensor([[1.0, 2.0], [2.0, 4.0]], dtype=F64)
+    return {
+        "diag(2, 1, 0), b outside": (diagonal, torch.ones(3, dtype=F64), False),
+        "diag(2, 1, 0), b inside": (diagonal, torch.tensor([1.0, 1.0, 0.0], dtype=F64), True),
+        "zero A": (torch.zeros(3, 3, dtype=F64), torch.ones(3, dtype=F64), False),
+        "zero A and b": (torch.zeros(3, 3, dtype=F64), torch.zeros(3, dtype=F64), True),
+        "rank one, not Hermitian": (rank_one, torch.ones(3, dtype=F64), False),
+        "batch [[1, 2], [2, 4]] and I": (
+            torch.stack([pair, torch.eye(2, dtype=F64)]),
+            torch.tensor([1.0, 0.0], dtype=F64),
+            False,
+        ),
+    }
+
+
+@pytest.mark.parametrize("dtype", [F64, F32, C128])
+@pytest.mark.parametrize("method", [*SOLVE_SQUARE, "lsqr", "sketch"])
+def test_no_method_returns_nan_on_an_exactly_singular_system(
+    method: str | None, dtype: torch.dtype
+) -> None:
+    """Finite input, finite output: never NaN or infinity, whatever A's rank."""
+    for name, (A, b, consistent) in _exactly_singular().items():
+        result = gdla.solve(A.to(dtype), b.to(dtype), method=method, max_iter=300)
+        assert bool(torch.isfinite(result.x).all()), (name, result.message)
+        if not consistent and method not in ("lsqr", "sketch"):  # those: least squares
+            assert not result.converged, (name, result.message)
+        if method == "gmres-ir":  # every one of these A has a zero pivot in single precision
+            assert "singular" in result.message, (name, result.message)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
