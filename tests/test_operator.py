@@ -101,6 +101,18 @@ def test_sparse_lanczos_through_restarts(max_iter: int) -> None:
     assert torch.allclose(sparse.Vh @ sparse.Vh.mT, eye, atol=1e-13)
 
 
+def test_sparse_benchmark_rows_meet_their_target() -> None:
+    pytest.importorskip("scipy")
+    from gdla.bench_svd import sparse_rows, sparse_test_matrix
+
+    A = sparse_test_matrix(300, 100, 0.05)
+    assert A.layout == torch.sparse_csr and A.values().numel() == 1500
+    (run,) = sparse_rows(300, 100, 0.05, (1e-8,), k=3, repeats=1, threads=1)
+    assert run.nnz == 1500
+    assert run.gdla_residual <= 1e-8 and run.arpack_residual <= 1e-8
+    assert 0 < run.ratio < math.inf
+
+
 def test_svd_of_a_sparse_matrix_at_float64_extremes_is_rescaled_exactly() -> None:
     A = sparse_matrix(40, 30, F64)
     huge = gdla.svd((A * 2.0**1000).to_sparse_csr(), 3)
