@@ -247,11 +247,14 @@ class RowSplit:
         """The result for ``A`` from :func:`gdla.svd`'s result ``inner`` for ``G``."""
         U, S, Vh, residual = self.svd_factors(inner.S, inner.Vh.mH)
         message = (
-            f"{inner.message} (on the Gram matrix A^H A of the rows of {self.size} "
-            f"processes; relative residual of A's triplets {residual:.1e})"
+            f"{inner.message} (on the Gram matrix A^H A of the rows held by "
+            f"{self._processes()}; relative residual of A's triplets {residual:.1e})"
         )
         return SVDResult(method=inner.method, nit=inner.nit, converged=inner.converged,
                          message=message, history=inner.history, U=U, S=S, Vh=Vh)  # fmt: skip
+
+    def _processes(self) -> str:
+        return "1 process" if self.size == 1 else f"{self.size} processes"
 
     def _canonical(self, U: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Phases making the entry of largest magnitude of each column of the whole ``U``
@@ -333,9 +336,8 @@ class RowSplit:
         # (2^e A) y = 2^f b, so x = 2^(e - f) y.
         X = inner.x * 2.0 ** (self.exponent - self.b_exponent)
         message = (
-            f"{inner.message} (on the normal equations A^H A x = A^H b of the rows of "
-            f"{self.size} processes; least-squares backward error of x for A "
-            f"{error:.1e})"
+            f"{inner.message} (on the normal equations A^H A x = A^H b of the rows held "
+            f"by {self._processes()}; least-squares backward error of x for A {error:.1e})"
         )
         return SolveResult(method=inner.method, nit=inner.nit, converged=inner.converged,
                            message=message, history=inner.history,
