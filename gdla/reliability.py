@@ -33,7 +33,7 @@ from ._validation import GdlaInputError
 from .complete import METHODS as COMPLETE_METHODS
 from .complete import complete
 from .inverse import inverse
-from .matrices import with_condition_number
+from .matrices import with_condition_number, with_singular_values
 from .solve import solve
 from .svd import METHODS as SVD_METHODS
 from .svd import svd
@@ -395,12 +395,18 @@ def _gradients() -> list[Probe]:
         checks.append(torch.autograd.gradcheck(lambda A: inverse(A).X, (A,)))
         checks.append(torch.autograd.gradcheck(lambda B: svd(B, 2).S, (B,)))
         checks.append(torch.autograd.gradcheck(lambda B: svd(B).U, (B,)))
+    truncated = []
+    for dtype in (F64, C128):
+        A = torch.randn(2, 4, 3, generator=g, dtype=dtype).requires_grad_()
+        truncated.append(torch.autograd.gradcheck(lambda A: svd(A, 2).U, (A,)))
+        truncated.append(torch.autograd.gradcheck(lambda A: svd(A, 2).Vh, (A,)))
+    repeated = with_singular_values(torch.tensor([3.0, 2.0, 2.0], dtype=F64), 5, 3, seed=0)
+    repeated.requires_grad_()
     try:
-        A = torch.randn(4, 3, dtype=F64, generator=g).requires_grad_()
-        svd(A, 2).U.sum().backward()
+        svd(repeated, 2).U.sum().backward()
         refused = False
     except RuntimeError as error:
-        refused = "S only" in str(error)
+        refused = "distinct, nonzero singular values" in str(error)
     return [
         Probe(
             "gradients",
@@ -412,9 +418,17 @@ def _gradients() -> list[Probe]:
         ),
         Probe(
             "gradients",
-            "backward through svd's U for k < min(m, n)",
+            "torch.autograd.gradcheck of svd's U and Vh for k = 2 of 4 × 3 (a truncated SVD), "
+            "float64 and complex128, batched",
+            "correct gradients: the adjoint includes the part of A left out",
+            f"{_count(sum(truncated), len(truncated))} checks passed",
+            all(truncated),
+        ),
+        Probe(
+            "gradients",
+            "backward through svd's U, k = 2, when sigma_2 = sigma_3 (one of them left out)",
             "a clear error, not a silent detach",
-            "a RuntimeError naming S as the differentiable output" if refused else "no error",
+            "a RuntimeError saying the singular values repeat" if refused else "no error",
             refused,
         ),
     ]

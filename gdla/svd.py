@@ -702,9 +702,12 @@ def svd(
     Gradients: when A requires grad, ``S`` is differentiable (:math:`d\sigma_i =
     \operatorname{Re} u_i^H\,dA\,v_i`, so :math:`\bar A = U \operatorname{diag}(\bar S)
     V^H`), not through the iterations.  ``U`` and ``Vh`` are differentiable too when
-    ``k = min(m, n)`` and the singular values are distinct and nonzero (the known
-    formula of the thin SVD, in the sign convention above); otherwise their backward
-    raises a clear error.
+    the ``k`` singular values are distinct, nonzero and, for ``k < min(m, n)``, apart
+    from every singular value left out (the known formula of the thin SVD, in the sign
+    convention above, plus, for a truncated SVD, the part that moves the vectors
+    towards the ones left out: one Hermitian eigendecomposition of each Gram matrix of
+    :math:`(I - UU^H) A (I - VV^H)`, dense, in the backward pass); otherwise their
+    backward raises a clear error.
     Every method works under :func:`torch.inference_mode` and with inference tensors.
     ``"orthogonal"`` completes its start to square orthogonal matrices from the private
     generator, since torch's parametrization would draw the completion from the global

@@ -405,10 +405,46 @@ def test_gradients_of_singular_vectors_pass_gradcheck(
         assert torch.autograd.gradcheck(lambda A, name=name: getattr(gdla.svd(A), name), (A,))
 
 
+@pytest.mark.parametrize("dtype", [F64, C128])
+@pytest.mark.parametrize(("shape", "k"), [((5, 3), 2), ((3, 5), 1), ((2, 4, 4), 2)])
+def test_gradients_of_truncated_singular_vectors_pass_gradcheck(
+    dtype: torch.dtype, shape: tuple[int, ...], k: int
+) -> None:
+    """k < min(m, n): the adjoint includes the part of A that the k triplets leave out."""
+    A = torch.randn(*shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    A.requires_grad_()
+    assert torch.autograd.gradcheck(lambda A: gdla.svd(A, k).U, (A,))
+    assert torch.autograd.gradcheck(lambda A: gdla.svd(A, k).Vh, (A,))
+
+
+def test_truncated_vector_gradients_match_torch_linalg_svd() -> None:
+    """A loss of the leading vectors that ignores their signs: torch's full SVD agrees."""
+    A = torch.randn(7, 5, generator=torch.Generator().manual_seed(4), dtype=F64)
+    W = torch.randn(7, 7, generator=torch.Generator().manual_seed(5), dtype=F64)
+
+    def loss(U: torch.Tensor, Vh: torch.Tensor) -> torch.Tensor:
+        return (U.mT @ W @ U).square().sum() + (Vh @ A.mT @ W @ A @ Vh.mT).diagonal().sum()
+
+    ours = A.clone().requires_grad_()
+    result = gdla.svd(ours, 2)
+    loss(result.U, result.Vh).backward()
+    theirs = A.clone().requires_grad_()
+    U, _, Vh = torch.linalg.svd(theirs, full_matrices=False)
+    loss(U[:, :2], Vh[:2]).backward()
+    assert ours.grad is not None and theirs.grad is not None
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-9, atol=1e-11)
+
+
 def test_unsupported_gradients_raise_instead_of_detaching() -> None:
     A = torch.randn(5, 3, dtype=F64, generator=torch.Generator().manual_seed(0)).requires_grad_()
-    with pytest.raises(RuntimeError, match="gradients flow through S only"):
-        gdla.svd(A, 2).U.sum().backward()
+    repeated = gdla.matrices.with_singular_values(
+        torch.tensor([3.0, 2.0, 2.0, 1.0], dtype=F64), 6, 4, seed=0
+    ).requires_grad_()
+    for k in (2, 3):  # sigma_2 = sigma_3: one left out, then both kept
+        with pytest.raises(RuntimeError, match="distinct, nonzero singular values"):
+            gdla.svd(repeated, k).U.sum().backward()
+    gdla.svd(repeated, 2).S.sum().backward()  # S alone still has a gradient
+    assert repeated.grad is not None
     mask = torch.ones(5, 3, dtype=torch.bool)
     with pytest.raises(RuntimeError, match="not differentiable"):
         gdla.complete(A, mask, 1).X.sum().backward()
