@@ -29,11 +29,10 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import torch
 import torch.distributed as dist
-from torch.distributed import ProcessGroup
 
 from . import _comm
 from ._operator import LinearOperator, as_operator
@@ -42,6 +41,11 @@ from ._tensor import safe_divide
 from ._validation import GdlaInputError, ShapeError, check_matrix, check_rank
 
 __all__ = ["RowSplit", "ProcessGroup"]
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+else:  # torch built without distributed support has no ProcessGroup (group= then fails)
+    ProcessGroup = getattr(dist, "ProcessGroup", object)
 
 R = TypeVar("R")
 
@@ -85,7 +89,7 @@ class RowSplit:
         **agreed: object,
     ) -> None:
         self.function = function
-        self.group = group = cast(dist.ProcessGroup, _comm.check_group(function, group))
+        self.group = group = cast(ProcessGroup, _comm.check_group(function, group))
         with _comm.agreement(function, group):
             view = as_operator(function, "A", A)
         numbers = {key: _agreeable(value) for key, value in agreed.items()}

@@ -56,6 +56,7 @@ def caught(call):
 generator = torch.Generator().manual_seed(7)
 A = gdla.matrices.decaying_spectrum(60, 20, rate=0.8, seed=3)
 out["svd"] = gdla.svd(rows(A), 4, group=group)
+out["svd_empty_rank"] = gdla.svd(rows(A, 60), 4, group=group)  # rank 1 holds no rows
 graded = gdla.matrices.decaying_spectrum(60, 20, rate=0.1, seed=5)  # sigma_1 / sigma_4 = 1e3
 out["svd_graded"] = gdla.svd(rows(graded), 4, group=group)
 C = torch.randn(50, 12, dtype=torch.complex128, generator=generator)
@@ -144,6 +145,13 @@ def test_svd_rows_match_one_process(ranks: list[dict[str, Any]]) -> None:
     A = gdla.matrices.decaying_spectrum(60, 20, rate=0.8, seed=3)
     parts = [r["svd"] for r in ranks]
     assert [p.U.shape[0] for p in parts] == [35, 25]
+    _check_svd(parts, A, 4)
+
+
+def test_a_rank_without_rows_takes_part(ranks: list[dict[str, Any]]) -> None:
+    A = gdla.matrices.decaying_spectrum(60, 20, rate=0.8, seed=3)
+    parts = [r["svd_empty_rank"] for r in ranks]
+    assert [p.U.shape[0] for p in parts] == [60, 0]
     _check_svd(parts, A, 4)
 
 
