@@ -209,3 +209,25 @@ def test_bad_input_is_a_clear_error_on_both_ranks(ranks: list[dict[str, Any]], c
     if case == "NaN on rank 1":
         assert ranks[1]["bad"][case][0] == "NonFiniteError"
         assert "rank 1" in ranks[0]["bad"][case][1]
+
+
+def test_the_collectives_do_nothing_without_a_group() -> None:
+    """The helpers of gdla._comm are no-ops for group=None, so one code path serves both."""
+    from gdla import _comm
+
+    t = torch.arange(3.0)
+    assert _comm.all_reduce_sum(t, None) is t and _comm.all_reduce_max(t, None) is t
+    assert _comm.broadcast(t, None) is t and torch.equal(t, torch.arange(3.0))
+    assert (_comm.rank(None), _comm.world_size(None), _comm.all_gather_counts(5, None)) == (
+        0,
+        1,
+        [5],
+    )
+    assert _comm.check_row_blocks("gdla.svd", "A", (7, 3), torch.float64, None, k=2) == (0, 7)
+    with pytest.raises(gdla.ShapeError, match="this rank's row block"):
+        _comm.check_row_blocks("gdla.svd", "A", (2, 7, 3), torch.float64, None)
+    with pytest.raises(gdla.NonFiniteError), _comm.agreement("gdla.svd", None):
+        gdla.svd(torch.tensor([[float("nan")]]))
+    with pytest.raises(gdla.OptionError, match="ProcessGroup"):
+        _comm.check_group("gdla.svd", "world")
+    assert _comm.check_group("gdla.svd", None) is None
