@@ -91,7 +91,8 @@ class RowSplit:
         self.function = function
         self.group = group = cast(ProcessGroup, _comm.check_group(function, group))
         with _comm.agreement(function, group):
-            view = as_operator(function, "A", A)
+            # No gradients flow through group= calls: the products use A's values only.
+            view = as_operator(function, "A", A.detach() if isinstance(A, torch.Tensor) else A)
         numbers = {key: _agreeable(value) for key, value in agreed.items()}
         self.offset, self.m = _comm.check_row_blocks(
             function, "A", view.shape, view.dtype, group, **numbers
@@ -297,7 +298,7 @@ class RowSplit:
         power of two ``b_exponent``), ``A^H B`` replicated, and whether ``b`` was a vector."""
         m_i = self.view.shape[0]
         with _comm.agreement(self.function, self.group):
-            b = check_matrix(self.function, "b", b, min_ndim=1)
+            b = check_matrix(self.function, "b", b, min_ndim=1).detach()
             if b.dtype != self.dtype or b.device != self.device:
                 raise ShapeError(
                     self.function,
