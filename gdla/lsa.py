@@ -12,7 +12,8 @@ matrix with its rows (documents) split across the processes:
 
 Every process builds the whole matrix (it is small) and keeps its own block of rows,
 as a process on another machine would read only its own documents; each passes its
-block to ``gdla.svd(A_i, k, group=...)``.  Rank 0 prints the singular values, the
+block to ``gdla.svd(A_i, k, group=...)`` (run without ``torchrun``, it is a group of
+one process).  Rank 0 prints the singular values, the
 terms that weigh most in the leading right singular vectors (the "topics" of latent
 semantic analysis), and how far the result is from the one-process
 ``gdla.svd`` of the whole matrix; ``--out FILE`` also writes these numbers as JSON.
@@ -156,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", default="gloo", help="gloo (CPU) or nccl (CUDA tensors)")
     args = parser.parse_args(argv)
 
-    dist.init_process_group(args.backend)
+    if "RANK" in os.environ:  # launched by torchrun, which says who is who
+        dist.init_process_group(args.backend)
+    else:  # plain `python -m gdla.lsa`: a group of one process
+        dist.init_process_group(args.backend, store=dist.HashStore(), rank=0, world_size=1)
     try:
         group = dist.group.WORLD
         rank, size = dist.get_rank(), dist.get_world_size()
@@ -175,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             Vh_error = float((result.Vh - single.Vh).abs().max())
             m, n = corpus.matrix.shape
             agree = S_error <= 1e-12 and Vh_error <= 1e-9
-            print(f"{size} processes, rows of the {m} x {n} matrix per process: {rows}")
+            processes = "1 process" if size == 1 else f"{size} processes"
+            print(f"{processes}, rows of the {m} x {n} matrix per process: {rows}")
             print(f"converged: {result.converged}")
             print("singular values:", " ".join(f"{s:.4f}" for s in result.S.tolist()))
             print(f"same S (to 1e-12 sigma_1) and Vh (to 1e-9) as one process: {agree}")
