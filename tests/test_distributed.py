@@ -80,6 +80,9 @@ bad = {
         rows(A) * (float("nan") if rank == 1 else 1.0), 2, group=group),
     "b's rows on rank 0": lambda: gdla.solve(rows(T), b[:3] if rank == 0 else rows(b), group=group),
     "not a group": lambda: gdla.svd(rows(A), 2, group="world"),
+    # fails inside the iteration on G, on rank 1 only (no product-based method)
+    "a method on rank 1 that needs entries": lambda: gdla.svd(
+        rows(A), 2, method="penalty" if rank == 1 else "lanczos", group=group),
 }
 out["bad"] = {name: caught(call) for name, call in bad.items()}
 out["rank"] = rank
@@ -199,7 +202,7 @@ def test_a_callback_stopping_one_rank_stops_both(ranks: list[dict[str, Any]]) ->
 @pytest.mark.parametrize(
     "case",
     ["different n", "different dtype", "different k", "NaN on rank 1", "b's rows on rank 0",
-     "not a group"],
+     "not a group", "a method on rank 1 that needs entries"],
 )  # fmt: skip
 def test_bad_input_is_a_clear_error_on_both_ranks(ranks: list[dict[str, Any]], case: str) -> None:
     for r in ranks:
@@ -208,6 +211,9 @@ def test_bad_input_is_a_clear_error_on_both_ranks(ranks: list[dict[str, Any]], c
         assert message.startswith("gdla.s"), message
     if case == "NaN on rank 1":
         assert ranks[1]["bad"][case][0] == "NonFiniteError"
+        assert "rank 1" in ranks[0]["bad"][case][1]
+    if case == "a method on rank 1 that needs entries":
+        assert ranks[1]["bad"][case][0] == "OptionError"
         assert "rank 1" in ranks[0]["bad"][case][1]
 
 
