@@ -158,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if "RANK" in os.environ:  # launched by torchrun, which says who is who
+        if os.environ.get("MASTER_ADDR") in ("localhost", "127.0.0.1") and sys.platform == "linux":
+            # One machine (--standalone): talk over loopback, even where the host name
+            # does not resolve to a reachable address.
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         dist.init_process_group(args.backend)
     else:  # plain `python -m gdla.lsa`: a group of one process
         dist.init_process_group(args.backend, store=dist.HashStore(), rank=0, world_size=1)
