@@ -294,8 +294,11 @@ def _check_sparse(M: torch.Tensor, mask: object) -> tuple[torch.Tensor, torch.Te
     # so it is an error here rather than a silent sum of two observations.
     ahead = (rows[1:] > rows[:-1]) | ((rows[1:] == rows[:-1]) & (cols[1:] > cols[:-1]))
     if not bool(ahead.all()):
-        order = torch.argsort(cols, stable=True)
-        order = order[torch.argsort(rows[order], stable=True)]
+        if m * n < 2**62:  # one sort of the linear index row * n + col
+            order = torch.argsort(rows * n + cols)
+        else:
+            order = torch.argsort(cols, stable=True)
+            order = order[torch.argsort(rows[order], stable=True)]
         rows, cols, values = rows[order], cols[order], values[order]
         repeated = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])
         if bool(repeated.any()):
