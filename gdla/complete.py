@@ -38,7 +38,8 @@ from ._iterate import (
     optimizer_options,
     torch_optimizer_step,
 )
-from ._krylov import on_tall, subspace_kernel, svd_residual
+from ._krylov import on_tall, subspace_kernel
+from ._operator import SparseView
 from ._result import CompletionResult
 from ._scaling import ldexp, power_of_two_exponent
 from ._tensor import batch_max, orth, randn_like, safe_divide, scale_columns, seeded_generator
@@ -358,8 +359,9 @@ class _SparseProblem:
         ones = torch.ones_like(self.values)
         self.pattern = _csr(self.crow, cols, ones, shape)
         self.pattern_t = _csr(self.crow_t, self.rows_t, ones, (n, m))
-        self.data = _csr(self.crow, cols, self.values, shape)
-        self.data_h = _csr(self.crow_t, self.rows_t, self.values[self.by_column].conj(), (n, m))
+        # M / s as an operator view: its CSR copies of M / s and M^H / s
+        self.view = SparseView(shape, rows, cols, self.values, self.by_column)
+        self.data, self.data_h = self.view.csr, self.view.csr_h
 
     def _norm(self, values: torch.Tensor) -> torch.Tensor:
         """The 2-norm of the whole matrix's entries (this rank's, summed over the group)."""
@@ -528,12 +530,8 @@ def _start(
 def _sparse_start(
     problem: _SparseProblem, rank: int, init: str, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_start` for sparse ``M``, from products with the sparse matrix only.
-
-    The spectral start runs the same subspace iteration as the dense one (same random
-    block, same Rayleigh--Ritz step, same stopping rule: residual 1e-3 or 10
-    iterations), with ``P_Omega(M) / p`` applied as a sparse product.
-    """
+    """:func:`_start` for sparse ``M``: the same draws, and the same subspace kernel run on
+    the operator view of the sparse ``P_Omega(M) / p``."""
     m, n = problem.shape
     like = problem.values
     if init == "random":
@@ -541,31 +539,15 @@ def _sparse_start(
         L = c * randn_like((m, rank), like, generator)
         return L, c * randn_like((n, rank), like, generator)
     fraction = problem.count / (m * n) if problem.count else 1.0
-    A, A_h = problem.data, problem.data_h  # P_Omega(M); the 1 / p is applied to the results
-    if m < n:
-        A, A_h = A_h, A
-    rows, cols = A.shape
+    B = problem.view.map_entries(lambda values: values / fraction)
     block = min(rank + 10, m, n)
-    norm = problem.observed_norm / fraction
-    U = orth(A @ randn_like((cols, block), like, generator) / fraction)
-    state: dict[str, torch.Tensor] = {}
-
-    def step() -> float:
-        nonlocal U
-        Z = A_h @ U / fraction
-        V, T = torch.linalg.qr(Z)
-        P, s, Qh = torch.linalg.svd(T.mH)
-        Q = Qh.mH
-        YQ = (A @ V / fraction) @ Q
-        Uk, Vk, sk = U @ P[:, :rank], V @ Q[:, :rank], s[:rank]
-        residual = svd_residual(YQ[:, :rank], Z @ P[:, :rank], Uk, sk, Vk, norm)
-        state.update(U=Uk, S=sk, V=Vk)
-        U = orth(YQ)
-        return batch_max(residual)
-
-    iterate(_FUNCTION, step, rtol=1e-3, max_iter=10)
-    U, V = (state["U"], state["V"]) if m >= n else (state["V"], state["U"])
-    root = state["S"].sqrt()
+    (U, S, V), _ = on_tall(
+        B,
+        lambda A: subspace_kernel(
+            A, rank, block, generator, rtol=1e-3, max_iter=10, function=_FUNCTION
+        ),
+    )
+    root = S.sqrt()
     return scale_columns(U, root), scale_columns(V, root)
 
 
