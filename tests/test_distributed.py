@@ -87,6 +87,7 @@ bad = {
 out["bad"] = {name: caught(call) for name, call in bad.items()}
 out["rank"] = rank
 torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
+dist.barrier()  # no rank tears the group down while the other still uses it
 dist.destroy_process_group()
 # Leave without the interpreter's teardown, where gloo's threads sometimes end the
 # process with "terminate called without an active exception" (torch 2.13).
