@@ -1,27 +1,40 @@
 """LSQR (Paige and Saunders, 1982): Golub–Kahan bidiagonalisation for least squares.
 
-A matrix-free kernel: it sees the operator only through ``matvec`` (``(*, n, k) ->
-(*, m, k)``) and ``rmatvec`` (its adjoint), and runs every column of every matrix of
-the batch in parallel, each with its own scalars (tensors of shape ``(*, 1, k)``).
-All LSQR scalars are real, so complex operators need no special case.
+A matrix-free kernel: it sees the operator only through the products of one
+Golub–Kahan step (``V, U, alpha -> W = AV − alpha U, AᴴW``, :class:`GolubKahan`; for
+a dense A they read A once, :func:`dense_products`) and runs every column of every
+matrix of the batch in parallel, each with its own scalars (tensors of shape
+``(*, 1, k)``).  All LSQR scalars are real, so complex operators need no special case.
+LSMR (:mod:`gdla._lsmr`) runs on the same bidiagonalisation.
 
 From ``x0 = 0`` the iterates stay in the range of the adjoint, so LSQR converges to
 the minimum-norm least-squares solution, also for rank-deficient and wide operators.
 
 The module also holds the least-squares backward error that :func:`gdla.solve`
-monitors for rectangular systems, and the ``"lsqr"`` method built on the kernel.
+monitors for rectangular systems, and the ``"lsqr"`` and ``"lsmr"`` methods built on
+the kernel (:func:`golub_kahan_method`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 
 from ._iterate import Outcome, iterate
 from ._operator import OperatorView, view_of
 
-__all__ = ["LSQR", "backward_error", "lsqr"]
+__all__ = [
+    "GolubKahan",
+    "GolubKahanSolver",
+    "LSQR",
+    "Products",
+    "backward_error",
+    "dense_products",
+    "golub_kahan_method",
+    "separate_products",
+]
 
 Operator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -58,6 +71,121 @@ def backward_error(
     return torch.where(r_norm > 0, torch.minimum(consistent, optimal), torch.zeros_like(r_norm))
 
 
+#: Products of the Golub–Kahan step: ``(V, U, alpha) -> (W, Aᴴ W)`` with
+#: ``W = A V − alpha U`` (``alpha`` of shape (*, 1, k)).
+Products = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+#: Row blocks of the fused dense products hold about this many bytes, so that a block
+#: read from memory for ``A_i V`` is still in the core's L2 cache for ``A_iᴴ W_i``.
+BLOCK_BYTES = 2**20
+
+#: Dense matrices of at least this many bytes get the fused products; smaller ones stay
+#: in the cache anyway.
+FUSED_FROM = 2**23
+
+
+def separate_products(matvec: Operator, rmatvec: Operator) -> Products:
+    """The Golub–Kahan products from a product with A and one with Aᴴ."""
+
+    def products(
+        V: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        W = matvec(V) - alpha * U
+        return W, rmatvec(W)
+
+    return products
+
+
+def dense_products(A: torch.Tensor) -> Products:
+    """The Golub–Kahan products for a dense A (*, m, n), reading A once per step.
+
+    A product with A and then one with Aᴴ read a large A from memory twice, and on a
+    CPU both are limited by memory bandwidth.  Row block by row block, ``W_i = A_i V −
+    alpha U_i`` and then ``A_iᴴ W_i``, while ``A_i`` is still in the cache, read it once
+    (1.4 to 1.9 times faster on a 20,000 x 500 float64 matrix, one thread).  The adjoint
+    is formed as ``(W_iᴴ A_i)ᴴ``: a product with a conjugate-transposed view would copy
+    the block.  Off the CPU, or for a matrix that fits in the cache, the two products
+    are formed separately.
+    """
+    m = A.shape[-2]
+    row_bytes = A[..., :1, :].numel() * A.element_size()
+
+    def times_A(V: torch.Tensor) -> torch.Tensor:
+        return A @ V
+
+    def times_AH(U: torch.Tensor) -> torch.Tensor:
+        return (U.mH @ A).mH
+
+    if A.device.type != "cpu" or row_bytes * m < FUSED_FROM:
+        return separate_products(times_A, times_AH)
+    rows = max(16, BLOCK_BYTES // max(row_bytes, 1))
+    blocks = [(start, A[..., start : start + rows, :]) for start in range(0, m, rows)]
+
+    def products(
+        V: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = []
+        adjoint = None
+        for start, block in blocks:
+            W_i = block @ V - alpha * U[..., start : start + block.shape[-2], :]
+            parts.append(W_i)
+            term = W_i.mH @ block
+            adjoint = term if adjoint is None else adjoint.add_(term)
+        assert adjoint is not None
+        return torch.cat(parts, dim=-2), adjoint.mH
+
+    return products
+
+
+class GolubKahan:
+    """Golub–Kahan bidiagonalisation of A started from ``B``, one column per right-hand side.
+
+    ``beta₁ u₁ = b``, ``alpha₁ v₁ = Aᴴ u₁``, and each :meth:`step`
+    ``beta u = A v − alpha u``, ``alpha v = Aᴴ u − beta v`` with ``alpha``, ``beta``
+    (shape (*, 1, k), real) the norms that make ``u`` and ``v`` unit vectors; a column
+    whose ``beta`` or ``alpha`` is 0 (an exact answer found) stays 0.  LSQR and LSMR
+    both run on it.  ``rmatvec_B``, if the caller has ``Aᴴ b``, saves the first
+    product with the adjoint.
+    """
+
+    def __init__(
+        self,
+        products: Products,
+        rmatvec: Operator,
+        B: torch.Tensor,
+        rmatvec_B: torch.Tensor | None = None,
+    ) -> None:
+        self.products = products
+        self.beta = _norm(B)
+        self.u = _divide(B, self.beta)
+        v = rmatvec(self.u) if rmatvec_B is None else _divide(rmatvec_B, self.beta)
+        self.alpha = _norm(v)
+        self.v = _divide(v, self.alpha)
+
+    def step(self) -> None:
+        W, AHW = self.products(self.v, self.u, self.alpha)
+        self.beta = _norm(W)
+        self.u = _divide(W, self.beta)
+        v = _divide(AHW, self.beta) - self.beta * self.v
+        self.alpha = _norm(v)
+        self.v = _divide(v, self.alpha)
+
+
+class GolubKahanSolver(Protocol):
+    """What LSQR and LSMR share: ``x`` and the norms they estimate, shape (*, 1, k)."""
+
+    name: str
+    x: torch.Tensor
+    b_norm: torch.Tensor
+    r_norm: torch.Tensor
+    ar_norm: torch.Tensor
+
+    @property
+    def A_norm(self) -> torch.Tensor: ...
+
+    def step(self) -> None: ...
+
+
 class LSQR:
     """The state of LSQR on ``min ‖A x − B‖`` from ``x = 0``, one column per right-hand side.
 
@@ -65,26 +193,18 @@ class LSQR:
     recurrences at no extra cost (Paige and Saunders, 1982, section 5.1):
     ``r_norm`` of ``‖b − Ax‖``, ``ar_norm`` of ``‖Aᴴ(b − Ax)‖``, and ``A_norm`` of
     ``‖A‖_F`` (the Frobenius norm of the bidiagonal matrix so far, a lower bound),
-    all of shape ``(*, 1, k)``.  Two products per step: one with ``A``, one with ``Aᴴ``.
+    all of shape ``(*, 1, k)``.  Two products per step: one with ``A``, one with
+    ``Aᴴ`` (see :class:`GolubKahan`).
     """
 
-    def __init__(
-        self,
-        matvec: Operator,
-        rmatvec: Operator,
-        B: torch.Tensor,
-        rmatvec_B: torch.Tensor | None = None,
-    ) -> None:
-        self.matvec, self.rmatvec = matvec, rmatvec
-        beta = _norm(B)
-        self.u = _divide(B, beta)
-        # ``rmatvec_B``, if the caller has it, saves the first product with the adjoint.
-        v = rmatvec(self.u) if rmatvec_B is None else _divide(rmatvec_B, beta)
-        alpha = _norm(v)
-        self.v = _divide(v, alpha)
-        self.w = self.v.clone()
-        self.x = torch.zeros_like(self.v)
-        self.alpha, self.phibar, self.rhobar = alpha, beta, alpha
+    name = "LSQR"
+
+    def __init__(self, bidiagonal: GolubKahan) -> None:
+        self.bidiagonal = bidiagonal
+        beta, alpha = self.bidiagonal.beta, self.bidiagonal.alpha
+        self.w = self.bidiagonal.v.clone()
+        self.x = torch.zeros_like(self.w)
+        self.phibar, self.rhobar = beta, alpha
         self.b_norm = beta
         self.r_norm, self.ar_norm = beta, alpha * beta
         self.A_norm_squared = torch.zeros_like(beta)
@@ -95,13 +215,11 @@ class LSQR:
 
     def step(self) -> None:
         """One Golub–Kahan step and the update of ``x`` (the LSQR recurrences)."""
-        u = self.matvec(self.v) - self.alpha * self.u
-        beta = _norm(u)
-        self.u = _divide(u, beta)
-        self.A_norm_squared = self.A_norm_squared + self.alpha.square() + beta.square()
-        v = self.rmatvec(self.u) - beta * self.v
-        alpha = _norm(v)
-        self.v = _divide(v, alpha)
+        bidiagonal = self.bidiagonal
+        previous_alpha = bidiagonal.alpha
+        bidiagonal.step()
+        alpha, beta = bidiagonal.alpha, bidiagonal.beta
+        self.A_norm_squared = self.A_norm_squared + previous_alpha.square() + beta.square()
         # A plane rotation eliminates beta from the lower bidiagonal matrix.
         rho = torch.hypot(self.rhobar, beta)
         c, s = _divide(self.rhobar, rho), _divide(beta, rho)
@@ -110,8 +228,7 @@ class LSQR:
         phi = c * self.phibar
         self.phibar = s * self.phibar
         self.x = self.x + _divide(phi, rho) * self.w
-        self.w = self.v - _divide(theta, rho) * self.w
-        self.alpha = alpha
+        self.w = bidiagonal.v - _divide(theta, rho) * self.w
         self.r_norm = self.phibar
         self.ar_norm = alpha * c.abs() * self.phibar
 
@@ -127,24 +244,33 @@ def true_backward_error(
     return float(eta.amax()) if eta.numel() else 0.0
 
 
-def lsqr(
+def products_of(op: OperatorView) -> Products:
+    """The Golub–Kahan products of a view: fused for dense A (:func:`dense_products`)."""
+    if op.kind == "dense":
+        return dense_products(op.dense())
+    return separate_products(op.matmul, op.rmatmul)
+
+
+def golub_kahan_method(
     function: str,
+    solver_class: Callable[[GolubKahan], GolubKahanSolver],
     A: torch.Tensor | OperatorView,
     B: torch.Tensor,
     rtol: float,
     max_iter: int,
     callback: Callable[[int, float], object] | None,
 ) -> tuple[torch.Tensor, Outcome]:
-    """LSQR on ``A`` (*, m, n) itself, without a preconditioner, from ``x0 = 0``.
+    """LSQR or LSMR (``solver_class``) on ``A`` (*, m, n) itself, from ``x0 = 0``.
 
-    Monitors :func:`backward_error` with the exact ``‖A‖_F`` and LSQR's estimates of
-    ``‖r‖`` and ``‖Aᴴr‖``; once that meets ``rtol`` it computes ``B − AX`` and
+    Monitors :func:`backward_error` with the exact ``‖A‖_F`` and the solver's estimates
+    of ``‖r‖`` and ``‖Aᴴr‖``; once that meets ``rtol`` it computes ``B − AX`` and
     ``Aᴴ(B − AX)`` (two more products) and monitors those instead, so a converged
     result has a true backward error of at most ``rtol``.
     """
     op = view_of(A)
     A_norm = op.fro_norm[..., None, None]
-    solver = LSQR(op.matmul, op.rmatmul, B)
+    solver = solver_class(GolubKahan(products_of(op), op.rmatmul, B))
+    name = solver.name
 
     def step() -> float:
         solver.step()
@@ -155,7 +281,7 @@ def lsqr(
         return value if value > rtol else true_backward_error(op, solver.x, B, A_norm)
 
     if float(solver.b_norm.amax()) == 0:  # b = 0: x = 0 is the answer
-        return solver.x, Outcome(0, True, "LSQR: b = 0, so x = 0", [])
+        return solver.x, Outcome(0, True, f"{name}: b = 0, so x = 0", [])
     outcome = iterate(function, step, rtol=rtol, max_iter=max_iter, callback=callback)
-    outcome.message = f"LSQR: {outcome.message}"
+    outcome.message = f"{name}: {outcome.message}"
     return solver.x, outcome

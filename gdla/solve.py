@@ -14,7 +14,7 @@ from typing import cast
 
 import torch
 
-from . import _implicit, _lsqr, _refine, _sketch
+from . import _implicit, _lsmr, _lsqr, _refine, _sketch
 from ._descent import (
     Callback,
     check_options,
@@ -41,7 +41,7 @@ __all__ = ["solve"]
 FUNCTION = "gdla.solve"
 
 
-#: Default ``max_iter`` of each method but ``"cg"`` and ``"lsqr"``, whose default is
+#: Default ``max_iter`` of each method but ``"cg"``, ``"lsqr"`` and ``"lsmr"``, whose default is
 #: ``max(10_000, 10 min(m, n))``.
 DEFAULT_MAX_ITER: dict[str, int] = {
     "gd": 10_000,
@@ -377,17 +377,22 @@ def _least_squares(
     return run
 
 
-def _lsqr_method(
-    A: OperatorView,
-    B: torch.Tensor,
-    rtol: float,
-    max_iter: int,
-    callback: Callback | None,
-    options: Mapping[str, object] | None,
-) -> tuple[torch.Tensor, Outcome]:
-    """LSQR on A itself (see :mod:`gdla._lsqr`)."""
-    check_options(FUNCTION, "lsqr", options, ())
-    return _lsqr.lsqr(FUNCTION, A, B, rtol, max_iter, callback)
+def _golub_kahan(method: str) -> Callable[..., tuple[torch.Tensor, Outcome]]:
+    """LSQR or LSMR on A itself (see :mod:`gdla._lsqr` and :mod:`gdla._lsmr`)."""
+    solver = _lsqr.LSQR if method == "lsqr" else _lsmr.LSMR
+
+    def run(
+        A: OperatorView,
+        B: torch.Tensor,
+        rtol: float,
+        max_iter: int,
+        callback: Callback | None,
+        options: Mapping[str, object] | None,
+    ) -> tuple[torch.Tensor, Outcome]:
+        check_options(FUNCTION, method, options, ())
+        return _lsqr.golub_kahan_method(FUNCTION, solver, A, B, rtol, max_iter, callback)
+
+    return run
 
 
 def _sketch_method(
@@ -399,7 +404,7 @@ def _sketch_method(
     options: Mapping[str, object] | None,
 ) -> tuple[torch.Tensor, Outcome]:
     """Sketch-and-precondition LSQR with iterative refinement (see :mod:`gdla._sketch`)."""
-    chosen = check_options(FUNCTION, "sketch", options, ("sketch_factor", "seed"))
+    chosen = check_options(FUNCTION, "sketch", options, ("sketch_factor", "seed", "inner"))
     return _sketch.solve(FUNCTION, A.dense(), B, rtol, max_iter, callback, chosen)
 
 
@@ -420,18 +425,19 @@ _METHODS = {
     "cg": _cg,
     "gd": _least_squares("gd"),
     **{name: _least_squares(name) for name in TORCH_OPTIMIZERS},
-    "lsqr": _lsqr_method,
+    "lsqr": _golub_kahan("lsqr"),
+    "lsmr": _golub_kahan("lsmr"),
     "sketch": _sketch_method,
     "gmres-ir": _gmres_ir_method,
 }
 
 #: The methods that accept a rectangular A (the others need a square one).
-RECTANGULAR_METHODS = ("sketch", "lsqr")
+RECTANGULAR_METHODS = ("sketch", "lsqr", "lsmr")
 
 
 #: The methods that need only products with A and A^H: they accept sparse tensors and
 #: :class:`gdla.LinearOperator` as well as dense tensors.
-OPERATOR_METHODS = ("cg", "lsqr", "gd", *TORCH_OPTIMIZERS)
+OPERATOR_METHODS = ("cg", "lsqr", "gd", *TORCH_OPTIMIZERS, "lsmr")
 
 
 def _default_method(op: OperatorView) -> str:
@@ -537,12 +543,12 @@ def solve(
     :math:`\|Ax - b\|_2` (least squares); for m < n, x is the solution of minimum norm
     (of minimum norm among the least-squares solutions if A is rank deficient), as
     :func:`torch.linalg.lstsq` with ``driver="gelsd"`` returns.  Rectangular A takes
-    ``"sketch"`` (its default) or ``"lsqr"``.
+    ``"sketch"`` (its default), ``"lsqr"`` or ``"lsmr"``.
 
     Sparse and matrix-free A.  A torch sparse COO or CSR tensor of shape (m, n)
     (2-D), or a :class:`gdla.LinearOperator`, takes the methods that need only
-    products with A and Aᴴ: ``"cg"``, ``"lsqr"``, ``"gd"``, ``"sgd"``, ``"adam"`` and
-    ``"lbfgs"``; ``"sketch"`` and ``"gmres-ir"`` need a dense A and raise
+    products with A and Aᴴ: ``"cg"``, ``"lsqr"``, ``"lsmr"``, ``"gd"``, ``"sgd"``,
+    ``"adam"`` and ``"lbfgs"``; ``"sketch"`` and ``"gmres-ir"`` need a dense A and raise
     :class:`OptionError`.  A sparse A is checked (no duplicate or out-of-range index,
     finite values) and held as CSR copies of A and Aᴴ; a LinearOperator's products
     are checked on their first call, and its ``‖A‖_F`` in the stopping rule below is
@@ -609,6 +615,17 @@ def solve(
       floating point.  It monitors its recurrence estimates of :math:`\|r\|` and
       :math:`\|A^Hr\|` (with the exact :math:`\|A\|_F`), and once they meet ``rtol``
       computes :math:`r = b - Ax` and :math:`A^Hr` (two more products) and monitors those.
+      For a dense A on the CPU, each iteration reads A once, row block by row block
+      (:math:`A_i v`, then :math:`A_i^H u_i` while :math:`A_i` is in the cache).
+    - ``"lsmr"``: LSMR (Fong and Saunders, 2011) on the same bidiagonalisation, with the
+      same cost per iteration, but x minimises :math:`\|A^H(b - Ax)\|` over the Krylov
+      subspace (MINRES on the normal equations, where LSQR is CG on them), so
+      :math:`\|A^Hr\|` decreases monotonically (and so does :math:`\|r\|`): stopping
+      on it early is safe.  Its stopping rule is the paper's, with ``atol = btol =
+      rtol``: :math:`\|r\| \le` ``rtol`` :math:`(\|A\|\|x\| + \|b\|)` or
+      :math:`\|A^Hr\| \le` ``rtol`` :math:`\|A\|\|r\|`, the backward error below,
+      with the exact :math:`\|A\|_F` for their estimate of :math:`\|A\|`; it is
+      confirmed on :math:`r = b - Ax` as for ``"lsqr"``.
     - ``"sketch"``: sketch-and-precondition (Blendenpik, LSRN) with iterative refinement.
       A sparse sign embedding S, d × m with d = 8 n for tall A (ζ = 4 entries
       :math:`\pm 1/\sqrt\zeta` per column in random rows, ζ = 8 when d < 4 n, drawn
@@ -630,7 +647,10 @@ def solve(
       the row space: the minimum-norm solution.  When d ≥ the sketched dimension, S is
       the identity.  ``nit`` counts LSQR iterations (two products each); ``history``
       holds LSQR's estimates, and at each refinement the true backward error.
-      ``options``: ``sketch_factor`` (d / n, default 8) and ``seed`` (default 0).
+      ``options``: ``sketch_factor`` (d / n, default 8), ``seed`` (default 0) and
+      ``inner`` (``"lsqr"``, the default, or ``"lsmr"``: the solver of the correction
+      problems; on :math:`AR^{-1}`, whose condition number is about 2, the two take
+      the same number of iterations within one or two).
     - ``"gmres-ir"``: a low-precision factorisation preconditions a high-precision
       iteration (Carson and Higham, 2017 and 2018).  A (divided by a power of two) is
       LU-factored in single precision (float32 / complex64; single-precision input
@@ -654,7 +674,7 @@ def solve(
     are perturbed by relative amounts at most ``rtol``.  It stops with
     ``converged=False`` after ``max_iter`` iterations, when the residual becomes NaN
     or infinite, or when ``callback`` returns True.  For the square methods (all but
-    ``"lsqr"`` and ``"sketch"``), ``converged`` is then set to False, with a message
+    ``"lsqr"``, ``"lsmr"`` and ``"sketch"``), ``converged`` is then set to False, with a message
     that says A is singular or too badly conditioned, when the growth
     :math:`\max_{\text{batch, columns}} \|A\|_F \|x\| / \|b\| \ge 10^{-3}/\varepsilon`
     (machine epsilon of the dtype: 4.5e12 in double, 8.4e3 in float; the limit of
@@ -678,7 +698,7 @@ def solve(
     backward.  Inputs are never modified, and the call itself leaves their ``.grad``
     alone; it works under :func:`torch.inference_mode` and with inference tensors.
 
-    For ``"lsqr"`` (and ``"sketch"`` on wide A) the monitored residual is LSQR's
+    For ``"lsqr"`` and ``"lsmr"`` (and ``"sketch"`` on wide A) the monitored residual is the
     least-squares backward error :math:`\eta = \max_{\text{batch, columns}}
     \min\bigl(\|r\| / (\|A\|_F\|x\| + \|b\|),\ \|A^Hr\| / (\|A\|_F\|r\|)\bigr)`
     with :math:`r = b - Ax` (0 where r = 0): the first ratio as above, the second small
@@ -723,19 +743,19 @@ def solve(
     A : Tensor or LinearOperator
         Matrices of shape (*, m, n), a sparse COO or CSR tensor or a
         :class:`gdla.LinearOperator` of shape (m, n); square (m = n) for every method
-        but ``"sketch"`` and ``"lsqr"``.
+        but ``"sketch"``, ``"lsqr"`` and ``"lsmr"``.
     b : Tensor
         Right-hand sides of shape (*, m) or (*, m, k), of A's dtype and device.
     method : str, optional
         ``None`` (default: chosen from A, see above), ``"cg"``, ``"gmres-ir"``,
-        ``"sketch"``, ``"lsqr"``, ``"gd"``, ``"sgd"``, ``"adam"`` or ``"lbfgs"``.
+        ``"sketch"``, ``"lsqr"``, ``"lsmr"``, ``"gd"``, ``"sgd"``, ``"adam"`` or ``"lbfgs"``.
     rtol : float, optional
         Tolerance of the stopping rule; default ``gdla._iterate.default_rtol(A.dtype)``
         (100 machine epsilons: 2.2e-14 in double, 1.2e-5 in float), and for ``"sketch"``
         one machine epsilon (2.2e-16 in double), the backward error of Householder QR:
         its forward error is then comparable to :func:`torch.linalg.lstsq`'s.
     max_iter : int, optional
-        Largest number of iterations.  Defaults: ``"cg"`` and ``"lsqr"``
+        Largest number of iterations.  Defaults: ``"cg"``, ``"lsqr"`` and ``"lsmr"``
         ``max(10_000, 10 min(m, n))``, ``"lbfgs"``, ``"sketch"`` and ``"gmres-ir"``
         1,000, ``"gd"``, ``"sgd"`` and ``"adam"`` 10,000.
     callback : callable, optional
@@ -743,7 +763,8 @@ def solve(
         included); returning True stops.
     options : dict, optional
         Optimiser keyword arguments for ``"sgd"``, ``"adam"`` and ``"lbfgs"``;
-        ``sketch_factor`` and ``seed`` for ``"sketch"``; ``restart`` for ``"gmres-ir"``;
+        ``sketch_factor``, ``seed`` and ``inner`` for ``"sketch"``; ``restart`` for
+        ``"gmres-ir"``;
         the other methods take none.
     group : torch.distributed.ProcessGroup, optional
         A and b split by rows across the processes of ``group`` (see above); default
@@ -831,7 +852,7 @@ def solve(
         raise ShapeError(
             FUNCTION,
             f"A to be square, of shape (*, n, n), for method {method!r} "
-            "(rectangular A takes method 'sketch' or 'lsqr')",
+            "(rectangular A takes method 'sketch', 'lsqr' or 'lsmr')",
             f"shape {tuple(op.shape)}",
         )
     if max_iter is not None:
@@ -849,7 +870,7 @@ def solve(
         rtol = torch.finfo(op.dtype).eps if method == "sketch" else default_rtol(op.dtype)
     if max_iter is None:
         few = max(10_000, 10 * min(m, n))
-        max_iter = few if method in ("cg", "lsqr") else DEFAULT_MAX_ITER[method]
+        max_iter = few if method in ("cg", "lsqr", "lsmr") else DEFAULT_MAX_ITER[method]
     if B.numel() == 0 or op.shape.numel() == 0:
         X = torch.zeros(*B.shape[:-2], n, B.shape[-1], dtype=op.dtype, device=op.device)
         X = restore(X)

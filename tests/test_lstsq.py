@@ -1,5 +1,5 @@
 """Tests of :func:`gdla.solve` on rectangular and square non-Hermitian systems: least
-squares, minimum norm, sketch-and-precondition, LSQR and GMRES-IR, with
+squares, minimum norm, sketch-and-precondition, LSQR, LSMR and GMRES-IR, with
 ``torch.linalg.lstsq`` and ``torch.linalg.solve`` as the oracles."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def inconsistent(A: torch.Tensor, x: torch.Tensor, size: float, seed: int) -> to
 # --- tall least squares ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["sketch", "lsqr"])
+@pytest.mark.parametrize("method", ["sketch", "lsqr", "lsmr"])
 @pytest.mark.parametrize("residual", [0.0, 1e-3, 1.0])
 def test_tall_least_squares_matches_lstsq(method: str, residual: float) -> None:
     A = with_condition_number(30, 1e3, m=600, seed=1)
@@ -67,6 +67,98 @@ def test_tall_least_squares_matches_lstsq(method: str, residual: float) -> None:
     )
     assert relative_error(reference, x) <= 10 * bound
     assert relative_error(result.x, x) <= 10 * bound + (0 if method == "sketch" else 1e-8)
+
+
+# --- LSMR ---------------------------------------------------------------------------------
+
+
+def test_lsmr_normal_residual_decreases_monotonically_and_its_estimates_are_exact() -> None:
+    # Fong and Saunders: ||A^H r_k|| is monotone for LSMR (it minimises it over the Krylov
+    # subspace), which makes early stopping on it safe; LSQR's is not (here it is not).
+    from gdla._lsmr import LSMR
+    from gdla._lsqr import LSQR, GolubKahan, separate_products
+
+    A = with_condition_number(30, 1e3, m=300, seed=21)
+    B = randn(300, 1, seed=21)
+    ar_norms = {}
+    for solver_class in (LSMR, LSQR):
+        products = separate_products(A.__matmul__, A.mT.__matmul__)
+        solver = solver_class(GolubKahan(products, A.mT.__matmul__, B))
+        ar_norms[solver_class.name] = norms = []
+        for _ in range(40):
+            solver.step()
+            R = B - A @ solver.x
+            norms.append(float(torch.linalg.vector_norm(A.mT @ R)))
+            if solver_class is LSMR:  # the recurrences' norms are those of b - Ax
+                assert float(solver.ar_norm) == pytest.approx(norms[-1], rel=1e-8)
+                assert float(solver.r_norm) == pytest.approx(float(R.norm()), rel=1e-8)
+    lsmr, lsqr = torch.tensor(ar_norms["LSMR"]), torch.tensor(ar_norms["LSQR"])
+    assert bool((lsmr[1:] <= lsmr[:-1] * (1 + 1e-12)).all())
+    assert not bool((lsqr[1:] <= lsqr[:-1]).all())
+
+
+def test_lsmr_stops_by_the_papers_rules() -> None:
+    # atol = btol = rtol: ||r|| <= rtol (||A|| ||x|| + ||b||) or ||A^H r|| <= rtol ||A|| ||r||,
+    # confirmed on b - Ax itself.
+    A = with_condition_number(20, 1e2, m=200, seed=22)
+    b = inconsistent(A, randn(20, seed=22), 0.5, seed=22)
+    result = solve(A, b, method="lsmr", rtol=1e-10)
+    assert result.converged and result.message.startswith("LSMR: converged"), result.message
+    r = b - A @ result.x
+    normal = float(torch.linalg.vector_norm(A.mT @ r) / (torch.linalg.matrix_norm(A) * r.norm()))
+    assert normal <= 1e-10 < result.history[-2]
+    assert result.nit < solve(A, b, method="lsmr", rtol=1e-12).nit
+
+
+@pytest.mark.parametrize("kind", ["csr", "coo", "operator"])
+@pytest.mark.parametrize("method", ["lsmr", "lsqr"])
+def test_sparse_and_operator_input_match_lstsq(kind: str, method: str) -> None:
+    generator = torch.Generator().manual_seed(23)
+    dense = torch.randn(400, 30, dtype=F64, generator=generator)
+    dense = torch.where(torch.rand(400, 30, generator=generator) < 0.1, dense, 0.0)
+    b = randn(400, 2, seed=23)
+    if kind == "operator":
+        A = gdla.LinearOperator(dense.shape, dense.__matmul__, dense.mT.__matmul__, F64)
+    else:
+        A = dense.to_sparse_csr() if kind == "csr" else dense.to_sparse()
+    result = solve(A, b, method=method, rtol=1e-12)
+    assert result.converged and result.method == method, result.message
+    expected = torch.linalg.lstsq(dense, b).solution
+    assert relative_error(result.x, expected) < 1e-9
+
+
+def test_sparse_default_rectangular_method_is_still_lsqr() -> None:
+    A = torch.eye(40, 10, dtype=F64).to_sparse_csr()
+    assert solve(A, torch.ones(40, dtype=F64)).method == "lsqr"
+
+
+def test_fused_dense_products_match_separate_ones() -> None:
+    # A matrix over the fused threshold: row blocks read A once per Golub-Kahan step.
+    from gdla._lsqr import FUSED_FROM, dense_products, separate_products
+
+    for dtype, batch in ((F64, ()), (C128, (2,))):
+        rows = FUSED_FROM // (16 * 64 * (2 if batch else 1)) + 100
+        A = randn(*batch, rows, 64, dtype=dtype, seed=24)
+        V, U = (
+            randn(*batch, 64, 3, dtype=dtype, seed=25),
+            randn(*batch, rows, 3, dtype=dtype, seed=26),
+        )
+        alpha = torch.rand(*batch, 1, 3, dtype=F64)
+        fused = dense_products(A)(V, U, alpha)
+        separate = separate_products(A.__matmul__, A.mH.__matmul__)(V, U, alpha)
+        for got, want in zip(fused, separate, strict=True):
+            assert relative_error(got, want) < 1e-14
+
+
+@pytest.mark.parametrize("inner", ["lsqr", "lsmr"])
+def test_sketch_inner_solver(inner: str) -> None:
+    A = with_condition_number(30, 1e6, m=1500, seed=27)
+    b = inconsistent(A, randn(30, seed=27), 1e-2, seed=27)
+    result = solve(A, b, options={"inner": inner})
+    assert result.converged and f"sketch-and-precondition {inner.upper()}" in result.message
+    reference = torch.linalg.lstsq(A, b.unsqueeze(-1)).solution.squeeze(-1)
+    # kappa^2 u |r| / (|A| |x|) is about 1e-7 here: both answers are that close to x.
+    assert relative_error(result.x, reference) < 1e-6
 
 
 def test_sketch_is_the_default_for_tall_input_and_matches_lstsq_at_cond_1e6() -> None:
@@ -145,7 +237,7 @@ def test_sketch_seed_changes_the_sketch_not_the_answer() -> None:
 # --- rank deficiency and minimum norm --------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["sketch", "lsqr"])
+@pytest.mark.parametrize("method", ["sketch", "lsqr", "lsmr"])
 def test_rank_deficient_tall_gives_the_minimum_norm_solution(method: str) -> None:
     values = torch.cat([torch.logspace(0, -2, 6, dtype=F64), torch.zeros(4, dtype=F64)])
     A = with_singular_values(values, 400, 10, seed=7)
@@ -160,7 +252,7 @@ def test_rank_deficient_tall_gives_the_minimum_norm_solution(method: str) -> Non
     assert relative_error(result.x, gelsd) < 1e-9
 
 
-@pytest.mark.parametrize("method", ["sketch", "lsqr"])
+@pytest.mark.parametrize("method", ["sketch", "lsqr", "lsmr"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_wide_system_gives_the_minimum_norm_solution(method: str, dtype: torch.dtype) -> None:
     A = with_condition_number(40, 1e2, m=15, seed=8, dtype=dtype)  # 15 x 40
@@ -184,7 +276,7 @@ def test_wide_rank_deficient_consistent_system() -> None:
 # --- dtypes, batches, broadcasting --------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["sketch", "lsqr"])
+@pytest.mark.parametrize("method", ["sketch", "lsqr", "lsmr"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dtypes_and_batches_match_lstsq(method: str, dtype: torch.dtype) -> None:
     A = with_condition_number(12, 50.0, m=300, batch=(2, 3), seed=10, dtype=dtype)
@@ -210,7 +302,7 @@ def test_a_matrix_broadcasts_over_a_batch_of_right_hand_sides() -> None:
     assert relative_error(result.x, expected) < 1e-12
 
 
-@pytest.mark.parametrize("method", ["sketch", "lsqr"])
+@pytest.mark.parametrize("method", ["sketch", "lsqr", "lsmr"])
 def test_b_orthogonal_to_the_range_gives_zero(method: str) -> None:
     A = with_condition_number(10, 1e3, m=500, seed=19)
     noise = randn(500, seed=20)
@@ -304,6 +396,14 @@ TALL = torch.ones(5, 3, dtype=F64) + torch.eye(5, 3, dtype=F64)
             gdla.OptionError,
         ),
         (lambda: solve(TALL, torch.ones(5, dtype=F64), options={"seed": "a"}), gdla.OptionError),
+        (
+            lambda: solve(TALL, torch.ones(5, dtype=F64), options={"inner": "cgls"}),
+            gdla.OptionError,
+        ),
+        (
+            lambda: solve(TALL, torch.ones(5, dtype=F64), method="lsmr", options={"seed": 1}),
+            gdla.OptionError,
+        ),
         (lambda: solve(TALL, torch.ones(5, dtype=F64), options={"lr": 1.0}), gdla.OptionError),
         (
             lambda: solve(TALL, torch.ones(5, dtype=F64), method="lsqr", options={"seed": 1}),
