@@ -1,4 +1,4 @@
-"""Sketch-and-precondition least squares: a random sketch's QR as LSQR's preconditioner.
+"""Sketch-and-precondition least squares: a random sketch's QR as LSQR's (or LSMR's) preconditioner.
 
 A sparse sign embedding ``S`` (d x m, each column ``ζ`` random entries ``±1/√ζ`` in
 random rows; Woodruff's CountSketch is ``ζ = 1``) maps the range of a tall ``A``
@@ -257,6 +257,12 @@ def solve(
     estimate meets ``rtol``, and adds ``N y``.  Wide (m < n): the same with the sketch
     of ``Aᴴ``, as a left preconditioner ``Nᴴ A``, from ``x0 = 0`` (so x stays in the
     row space: the minimum-norm solution).  ``d ≥ m`` skips the sketch (S = I).
+    ``options["inner"]`` picks LSQR (default) or LSMR for the correction problems.
+
+    Tall A, for speed: each inner step reads A once (:func:`gdla._lsqr.dense_products`),
+    and so does each residual with its ``Aᴴr``; the regularised backward-error
+    estimate, which costs n³ flops, is skipped for the sketch-and-solve start, whose
+    error is of the order of the sketch's distortion (unless S = I).
     """
     m, n = A.shape[-2:]
     tall = m >= n
