@@ -20,7 +20,7 @@ restart with exact shifts (Sorensen, 1992).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
@@ -31,6 +31,8 @@ from ._tensor import batch_max, orth, safe_divide, scale_columns
 
 __all__ = [
     "lanczos_single",
+    "lanczos_gram",
+    "lanczos_two_sided",
     "default_basis",
     "lanczos_block",
     "subspace_kernel",
@@ -102,6 +104,232 @@ def _normalise(
     return w.div_(norm), norm
 
 
+#: Safety factor of :func:`lanczos_gram`'s rule: it gives up unless ``rtol`` is at least
+#: this many times its floor (measured: the floor is reached within a factor of a few).
+GRAM_SAFETY = 10.0
+
+
+class _SquaringLimitError(Exception):
+    """Raised inside :func:`lanczos_gram`'s step when the squared spectrum cannot reach rtol."""
+
+
+def lanczos_gram(
+    A: Matrix,
+    k: int,
+    max_basis: int,
+    generator: torch.Generator,
+    *,
+    rtol: float,
+    max_iter: int,
+    callback: Callable[[int, float], object] | None = None,
+    function: str = "gdla.svd",
+) -> tuple[Factors | None, Outcome]:
+    """Top ``k`` singular triplets of the tall ``A`` (*, m, n), ``m >= n``, ``k < n``, by
+    thick-restart Lanczos on ``G = A^H A`` with the short side's basis only, or None.
+
+    The basis ``V`` (n x j) is orthonormal with ``G V = V T + beta r e_j^H``, ``T =
+    V^H G V`` (j x j, Hermitian) and ``r`` a unit vector orthogonal to ``V``.  A step
+    forms ``G v = A^H (A v)`` for the newest ``v``, orthogonalises it against ``V``
+    (classical Gram--Schmidt; the second pass only when the first keeps less than
+    ``1/sqrt(2)`` of its norm, the DGKS test), whose coefficients are ``T``'s new
+    column, and appends it normalised: two products, and Gram--Schmidt on the short
+    side only.  With ``T = Y diag(theta) Y^H`` (``theta`` descending) the Ritz
+    vectors ``v_i = V y_i`` have ``||G v_i - theta_i v_i|| = beta |e_j^H y_i|``, so the
+    triplets ``(A v_i / s_i, s_i, v_i)``, ``s_i = sqrt(theta_i)``, have left residual 0
+    and right residual ``beta |e_j^H y_i| / s_i``: the estimate is the Frobenius norm
+    of the leading ``k`` of these over ``||A||_F``, read off ``T``'s eigendecomposition
+    (taken on the two-sided kernel's schedule) at no product.  The Krylov space is
+    that of :func:`lanczos_two_sided` from the same start, and so are the number of
+    products, iterations and thick restarts.  Every product ``A v`` and ``A^H A v`` is
+    kept as it came (rotated with ``V`` at a restart).  Once the estimate is below
+    ``rtol``, ``V_k = V Y_k`` and the SVD ``A V_k = P diag(s) Q^H`` (a Rayleigh--Ritz
+    step on ``A``, ``A V_k`` from the kept products) give the triplets ``(P, s, V_k
+    Q)``: ``U = P`` is orthonormal and the left residual vanishes to rounding; the
+    right residual ``A^H P - V_k Q diag(s)`` is recomputed with ``A^H P = (A^H A V_k)
+    Q diag(s)^-1`` from the kept products (no new product: the rounding errors of
+    the products are in it, those of the recurrence are not), and is the
+    iteration's residual.
+
+    The price of squaring, and the rule: a product with ``G`` carries rounding errors
+    of about ``eps ||A||_2^2`` (``eps`` of A's real dtype), which the right residual
+    divides by ``s_i``, so the estimate cannot fall much below the floor ``eps s_1^2
+    (sum_{i<=k} s_i^-2)^(1/2) / ||A||_F``.  The kernel gives up, returning None for
+    the factors together with the iterations done so far (for
+    :func:`lanczos_two_sided` to continue), at the first check where ``rtol <
+    GRAM_SAFETY * floor`` with the current Ritz values (``GRAM_SAFETY`` = 10; a zero
+    ``s_k``, a matrix of rank below ``k``, gives up at once), or when the recomputed
+    residual is above ``rtol`` and above ten times the estimate (rounding, not the
+    iteration, limits it).  With ``||A||_F >= s_1`` the rule keeps this kernel
+    whenever ``s_1 / s_k <= rtol / (GRAM_SAFETY sqrt(k) eps)``: for float64 and
+    ``rtol = 1e-10``, a spread of the top ``k`` singular values up to about 10^4.
+    """
+    op = view_of(A)
+    m, n = op.shape[-2:]
+    batch = op.batch
+    max_basis = min(max(max_basis, k + 2), n)
+    keep = min(max((max_basis + k) // 2, k + 1), max_basis - 1)
+    norm = op.fro_norm
+    scale = torch.where(norm > 0, norm, torch.ones_like(norm))
+    eps = torch.finfo(norm.dtype).eps
+    # G's entries are of the size of ||A||^2: a projected product below this is rounding.
+    tiny = (64 * eps * scale * scale)[..., None, None]
+    tiny_flat = tiny[..., 0, 0]
+    times_A, times_AH = op.vector_products()
+
+    # The basis, stored transposed (one contiguous row per vector); row j is the next
+    # vector to multiply, rows :j have their products in T's leading j columns.
+    Vt = op.zeros(*batch, max_basis + 1, n)
+    # The products A v and A^H A v as they came (before Gram--Schmidt): A V Y and
+    # A^H A V Y for the final triplets and their residual, without another product.
+    AVt = op.zeros(*batch, max_basis, m)
+    GVt = op.zeros(*batch, max_basis, n)
+    T = op.zeros(*batch, max_basis, max_basis)
+    flat = not batch and not op.dtype.is_complex
+    start = torch.randn((*batch, n, 1), generator=generator, dtype=op.dtype, device=op.device)
+    first, _ = _normalise(start, Vt[..., :0, :], tiny, generator)
+    Vt[..., 0, :] = first[..., 0]
+    beta = torch.zeros_like(norm)
+    j = 0
+    history: list[float] = []
+    ritz: dict[str, torch.Tensor] = {}
+    spans_all = False
+
+    def extend() -> None:
+        nonlocal beta, j
+        Q = Vt[..., : j + 1, :]
+        if flat:  # one real matrix: vectors as 1-D tensors, torch.mv and in-place addmv
+            AVt[j] = times_A(Vt[j, :, None])[:, 0]
+            w = times_AH(AVt[j, :, None])[:, 0]
+            GVt[j] = w
+            before = torch.linalg.vector_norm(w)
+            c = torch.mv(Q, w)
+            w.addmv_(Q.mT, c, alpha=-1)
+            after = torch.linalg.vector_norm(w)
+            if bool((after < _ONE_PASS_KEEPS * before) | (after <= tiny_flat)):
+                c2 = torch.mv(Q, w)
+                w.addmv_(Q.mT, c2, alpha=-1)
+                c.add_(c2)
+                after = torch.linalg.vector_norm(w)
+                broke = bool(after <= tiny_flat)
+            else:
+                broke = False
+            T[: j + 1, j] = c
+            w = w[:, None]
+        else:
+            AVt[..., j, :] = times_A(Vt[..., j, :, None])[..., 0]
+            w = times_AH(AVt[..., j, :, None]).resolve_conj()
+            GVt[..., j, :] = w[..., 0]
+            before = torch.linalg.vector_norm(w, dim=(-2, -1))
+            c = Q.conj() @ w
+            w = w.sub_(Q.mT @ c)
+            after = torch.linalg.vector_norm(w, dim=(-2, -1))
+            broke = False
+            if bool(((after < _ONE_PASS_KEEPS * before) | (after <= tiny_flat)).any()):
+                c2 = Q.conj() @ w
+                w = w.sub_(Q.mT @ c2)
+                c = c.add_(c2)
+                after = torch.linalg.vector_norm(w, dim=(-2, -1))
+                broke = bool((after <= tiny_flat).any())
+            T[..., : j + 1, j] = c[..., 0]
+        j += 1
+        if j == n:  # V spans the whole space: the residual is rounding noise
+            beta = torch.zeros_like(beta)
+            return
+        if broke:  # an invariant subspace: a fresh direction orthogonal to V
+            w, norm_w = _normalise(w, Q, tiny, generator)
+            beta = norm_w[..., 0, 0].real
+            Vt[..., j, :] = w[..., 0]
+        else:
+            beta = after
+            torch.div(w[..., 0], after[..., None], out=Vt[..., j, :])
+
+    def triplets(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Rayleigh--Ritz triplets of A on the span of V Y (Y: j x k) and their right
+        residual: with ``A V Y = P diag(s) Q^H`` (from the stored products), the triplets
+        (P, s, V Y Q) and ``A^H P - V Y Q diag(s)``, where ``A^H P = A^H A V Y Q
+        diag(s)^-1`` (from the stored products too)."""
+        P, s, Qh = torch.linalg.svd((Y.mT @ AVt[..., :j, :]).mT, full_matrices=False)
+        Q = Qh.mH
+        V = (Y.mT @ Vt[..., :j, :]).mT @ Q
+        s_typed = s[..., None, :].to(op.dtype)
+        AhP = ((Y.mT @ GVt[..., :j, :]).mT @ Q) / s_typed
+        return P, s, V, AhP - V * s_typed
+
+    steps, next_check = 0, 0
+    previous: tuple[int, float] | None = None
+
+    def schedule(value: float) -> None:
+        nonlocal next_check, previous
+        gap = 1
+        if previous is not None and 0 < value < previous[1] and value > rtol:
+            rate = math.log(value / previous[1]) / (steps - previous[0])
+            gap = min(4, max(1, int(0.5 * math.log(rtol / value) / rate)))
+        previous = (steps, value)
+        next_check = steps + gap
+
+    def step() -> float:
+        nonlocal j, spans_all, steps
+        while True:
+            extend()
+            steps += 1
+            if j <= k or (steps < next_check and j < max_basis and j < n):
+                continue
+            theta, Y = torch.linalg.eigh(T[..., :j, :j], UPLO="U")
+            theta, Y = theta.flip(-1), Y.flip(-1)
+            s = theta[..., :k].clamp_min(0).sqrt()
+            inverse = torch.where(s > 0, 1 / s, torch.full_like(s, math.inf))
+            floor = eps * theta[..., 0] * torch.linalg.vector_norm(inverse, dim=-1) / scale
+            if rtol < GRAM_SAFETY * batch_max(floor):
+                raise _SquaringLimitError
+            residuals = beta[..., None] * Y[..., j - 1, :k].abs() * inverse
+            value = batch_max(torch.linalg.vector_norm(residuals, dim=-1) / scale)
+            schedule(value)
+            if value <= rtol or j == n:
+                U, S, V, right = triplets(Y[..., :k])
+                ritz.update(U=U, S=S, V=V)
+                estimate = value
+                value = batch_max(torch.linalg.matrix_norm(right) / scale)
+                if value <= rtol:
+                    return value
+                if estimate <= rtol and value > 10 * estimate and j < n:
+                    raise _SquaringLimitError
+            if j == n:
+                spans_all = True
+                return value
+            if j >= max_basis:
+                # Thick restart: keep the leading Ritz vectors and the residual direction
+                # (the next vector); the next step's coefficients restore T's coupling.
+                Vt[..., :keep, :] = Y[..., :keep].mT @ Vt[..., :j, :]
+                AVt[..., :keep, :] = Y[..., :keep].mT @ AVt[..., :j, :]
+                GVt[..., :keep, :] = Y[..., :keep].mT @ GVt[..., :j, :]
+                Vt[..., keep, :] = Vt[..., j, :]
+                T.zero_()
+                T[..., :keep, :keep] = torch.diag_embed(theta[..., :keep].to(op.dtype))
+                j = keep
+                return value
+
+    def recorded_step() -> float:
+        value = step()
+        history.append(value)
+        return value
+
+    def exhausted() -> str | None:
+        return "the Krylov space is the whole space" if spans_all else None
+
+    try:
+        outcome = iterate(
+            function, recorded_step, rtol=rtol, max_iter=max_iter, callback=callback,
+            exhausted=exhausted,
+        )  # fmt: skip
+    except _SquaringLimitError:
+        return None, Outcome(len(history), False, "handed over", history)
+    if not outcome.converged and not spans_all:
+        # Stopped early (max_iter, callback): the triplets of the latest Ritz vectors.
+        _, Y = torch.linalg.eigh(T[..., :j, :j], UPLO="U")
+        ritz.update(zip("USV", triplets(Y.flip(-1)[..., :k])[:3], strict=True))
+    return (ritz["U"], ritz["S"], ritz["V"]), outcome
+
+
 def lanczos_single(
     A: Matrix,
     k: int,
@@ -114,6 +342,40 @@ def lanczos_single(
     function: str = "gdla.svd",
 ) -> tuple[Factors, Outcome]:
     """Top ``k`` singular triplets of the tall ``A`` (*, m, n), ``m >= n``, ``k < n``.
+
+    First by :func:`lanczos_gram`, Lanczos on ``A^H A`` with the short side's basis
+    only (two products and one Gram--Schmidt per step); where its squared spectrum
+    cannot reach ``rtol`` (the rule is stated there) by :func:`lanczos_two_sided`,
+    the Golub--Kahan--Lanczos recurrence with both bases, which continues the count
+    of iterations (``nit``, ``history`` and ``max_iter`` include the first stage).
+    The same Krylov space, so the same number of products per iteration.
+    """
+    factors, outcome = lanczos_gram(
+        A, k, max_basis, generator, rtol=rtol, max_iter=max_iter, callback=callback,
+        function=function,
+    )  # fmt: skip
+    if factors is not None:
+        return factors, outcome
+    return lanczos_two_sided(
+        A, k, max_basis, generator, rtol=rtol, max_iter=max_iter, callback=callback,
+        function=function, done=outcome.history,
+    )  # fmt: skip
+
+
+def lanczos_two_sided(
+    A: Matrix,
+    k: int,
+    max_basis: int,
+    generator: torch.Generator,
+    *,
+    rtol: float,
+    max_iter: int,
+    callback: Callable[[int, float], object] | None = None,
+    function: str = "gdla.svd",
+    done: Sequence[float] = (),
+) -> tuple[Factors, Outcome]:
+    """Top ``k`` singular triplets of the tall ``A`` (*, m, n), ``m >= n``, ``k < n``,
+    by Golub--Kahan--Lanczos bidiagonalization with both bases.
 
     Bases ``V`` (n x j) and ``U`` (m x j), orthonormal, with ``A V = U B`` (``B``
     upper triangular, j x j) and ``A^H U = V B^H + r e_j^H``, ``r`` orthogonal to
@@ -235,8 +497,9 @@ def lanczos_single(
         return "the Krylov space is the whole space" if spans_all else None
 
     outcome = iterate(
-        function, step, rtol=rtol, max_iter=max_iter, callback=callback, exhausted=exhausted
-    )
+        function, step, rtol=rtol, max_iter=max_iter, callback=callback, exhausted=exhausted,
+        done=done,
+    )  # fmt: skip
     factors = (ritz["U"], ritz["S"], ritz["V"])
     return factors, outcome
 

@@ -128,8 +128,8 @@ class _TorchProducts(TorchFunctionMode):
         self.count = 0
 
     def _is_A(self, t: object) -> bool:
-        """A view of A, or a transposed copy of it (gdla._krylov makes one on the CPU):
-        a contiguous tensor of A^T's shape (the test matrices are not square)."""
+        """A view of A, or a transposed copy of it (a contiguous tensor of A^T's shape;
+        the test matrices are not square), which a method may make for faster products."""
         if not isinstance(t, torch.Tensor):
             return False
         if t.untyped_storage().data_ptr() == self.storage:
