@@ -35,10 +35,15 @@ A last table, :func:`sparse_rows`, runs :func:`gdla.svd` on a sparse torch CSR t
 (20,000 x 5,000, density 1e-3) against ``svds`` (ARPACK) on the same scipy CSR
 matrix, tuned the same way, with the median of interleaved rounds and the time ratio.
 
-scipy and scikit-learn are optional: without them their rows are skipped.  NumPy's
-and SciPy's OpenBLAS copies spin-wait for each other's cores unless
-``OPENBLAS_THREAD_TIMEOUT`` is small: :func:`main` sets it to 4 and, if NumPy was
-already loaded without it, runs itself again in a fresh interpreter.
+scipy and scikit-learn are optional: without them their rows are skipped.  Idle
+threads spin-wait for work by default and take the cores from the library that has
+some: NumPy's and SciPy's OpenBLAS copies unless ``OPENBLAS_THREAD_TIMEOUT`` is
+small, torch's OpenMP pool (libgomp) unless ``OMP_WAIT_POLICY=PASSIVE``.  On a
+loaded machine the spinning made :func:`gdla.svd` at 2 threads up to ten times
+slower than with passive waiting, while ARPACK's time barely moved (measured on 2
+shared cores; the single-vector kernel runs hundreds of short parallel products).
+:func:`main` sets both (unless set already) and, since the libraries read them when
+they load, runs itself again in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -614,12 +619,19 @@ def format_peer_table(runs: Sequence[PeerRun]) -> str:
     return str(markdown_table(headers, cells).data)
 
 
+#: Idle threads of every library sleep instead of spinning (see :func:`main`).
+QUIET_THREADS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def _set_openblas_timeout(argv: list[str], module: str) -> None:
-    """Make both OpenBLAS copies stop spinning after 4 idle periods (re-exec if too late)."""
-    if os.environ.get("OPENBLAS_THREAD_TIMEOUT"):
+    """Make both OpenBLAS copies stop spinning after 4 idle periods and torch's OpenMP
+    threads wait passively (:data:`QUIET_THREADS`, unless already set); the libraries
+    read these when they load, so run again in a fresh interpreter if one has."""
+    missing = {name: value for name, value in QUIET_THREADS.items() if not os.environ.get(name)}
+    if not missing:
         return
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
-    if "numpy" in sys.modules:  # NumPy's OpenBLAS read the environment when it loaded
+    os.environ.update(missing)
+    if "numpy" in sys.modules or "torch" in sys.modules:
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", module, *argv])
 
