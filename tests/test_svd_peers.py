@@ -17,7 +17,7 @@ import torch
 
 import gdla
 from gdla import bench_svd
-from gdla._krylov import default_basis, lanczos_single
+from gdla._krylov import default_basis, lanczos_gram, lanczos_single
 from gdla.matrices import decaying_spectrum, with_singular_values
 from gdla.metrics import orthogonality_error
 
@@ -125,6 +125,35 @@ def test_kernel_thick_restarts_keep_the_residual_honest() -> None:
     assert outcome.nit > 10
     assert gdla_residual(A, U, S, V) <= 1e-11
     assert torch.allclose(S, torch.linalg.svdvals(A)[:4], rtol=1e-10)
+
+
+def test_gram_kernel_runs_where_its_floor_allows_and_hands_over_where_not() -> None:
+    # Lanczos on A^H A squares the spectrum: its floor eps s_1^2 (sum_i s_i^-2)^(1/2) / ||A||_F
+    # allows rtol = 1e-12 for 0.9^j (s_1 / s_10 = 2.6) but not for 0.2^j (s_1 / s_10 = 2e6).
+    k, rtol = 10, 1e-12
+    for rate, runs in ((0.9, True), (0.2, False)):
+        s = rate ** torch.arange(120, dtype=F64)
+        A = with_singular_values(s, 300, 120, seed=2)
+        generator = torch.Generator().manual_seed(0)
+        factors, outcome = lanczos_gram(A, k, 40, generator, rtol=rtol, max_iter=100)
+        assert (factors is not None) == runs, (rate, outcome.message)
+        if factors is not None:
+            U, S, V = factors
+            assert outcome.converged and gdla_residual(A, U, S, V) <= rtol
+            assert float(orthogonality_error(U)) < 1e-14 and float(orthogonality_error(V)) < 1e-14
+        else:  # the two-sided kernel takes over and continues the count
+            check_hand_over(A, k, rtol, s[:k])
+
+
+def check_hand_over(A: torch.Tensor, k: int, rtol: float, expected: torch.Tensor) -> None:
+    calls: list[int] = []
+    generator = torch.Generator().manual_seed(0)
+    (U, S, V), outcome = lanczos_single(
+        A, k, 40, generator, rtol=rtol, max_iter=100, callback=lambda i, r: calls.append(i)
+    )
+    assert outcome.converged and gdla_residual(A, U, S, V) <= rtol
+    assert outcome.nit == len(outcome.history) == len(calls) and calls == sorted(set(calls))
+    assert torch.allclose(S, expected, rtol=1e-10)
 
 
 def test_default_basis() -> None:
