@@ -41,7 +41,7 @@ from .svd import svd
 __all__ = ["Probe", "run", "format_table"]
 
 F64, F32, C128 = torch.float64, torch.float32, torch.complex128
-SOLVE_METHODS = ("cg", "gd", "sgd", "adam", "lbfgs")
+SOLVE_METHODS = ("cg", "gd", "sgd", "adam", "lbfgs", "gmres-ir")
 INVERSE_METHODS = ("newton-schulz", "gd", "sgd", "adam", "lbfgs", "original")
 
 
@@ -70,10 +70,10 @@ def _singular(quick: bool) -> list[Probe]:
         Probe(
             category,
             "solve(diag(2, 1, 0), ones(3)), every square method (max_iter 500)",
-            "converged=False; CG and gd say A is singular",
+            "converged=False; CG, gd and gmres-ir say A is singular",
             f"converged for {_count(len(wrong), len(results))} methods; CG's message: "
             f"“{results['cg'].message.split(':')[1].strip()}”",
-            not wrong and all("singular" in results[m].message for m in ("cg", "gd")),
+            not wrong and all("singular" in results[m].message for m in ("cg", "gd", "gmres-ir")),
         )
     ]
     g = torch.Generator().manual_seed(12)
@@ -96,6 +96,7 @@ def _singular(quick: bool) -> list[Probe]:
             converged == 0,
         )
     )
+    probes.append(_finite_on_singular())
     result = inverse(torch.tensor([[1.0, 2.0], [2.0, 4.0]], dtype=F64))
     probes.append(
         Probe(
@@ -107,6 +108,38 @@ def _singular(quick: bool) -> list[Probe]:
         )
     )
     return probes
+
+
+def _finite_on_singular() -> Probe:
+    diagonal = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=F64))
+    pair = torch.tensor([[1.0, 2.0], [2.0, 4.0]], dtype=F64)
+    rank_one = torch.outer(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, -2.0, 0.5])).double()
+    systems = [  # (A, b, whether b is in the range of A)
+        (diagonal, torch.ones(3, dtype=F64), False),
+        (diagonal, torch.tensor([1.0, 1.0, 0.0], dtype=F64), True),
+        (torch.zeros(3, 3, dtype=F64), torch.ones(3, dtype=F64), False),
+        (rank_one, torch.ones(3, dtype=F64), False),
+        (pair, torch.tensor([1.0, 0.0], dtype=F64), False),
+    ]
+    methods = (*SOLVE_METHODS, None, "lsqr", "sketch")
+    finite = honest = total = 0
+    for A, b, consistent in systems:
+        for method in methods:
+            result = solve(A, b, method=method, max_iter=100)
+            total += 1
+            finite += bool(torch.isfinite(result.x).all())
+            least_squares = method in ("lsqr", "sketch")  # they promise that solution
+            honest += consistent or least_squares or not result.converged
+    return Probe(
+        "singular and inconsistent systems",
+        f"{len(systems)} exactly singular systems (diag(2, 1, 0), zero, rank one, "
+        f"[[1, 2], [2, 4]]; b inside and outside the range), every solve method "
+        f"({len(methods)}, gmres-ir and the default included)",
+        "a finite x, never NaN; converged=False when no x solves Ax = b (lsqr and sketch "
+        "return the least-squares solution)",
+        f"finite for {_count(finite, total)}, honest for {_count(honest, total)}",
+        finite == honest == total,
+    )
 
 
 def _scaled(A: torch.Tensor, exponent: int) -> torch.Tensor:
@@ -219,6 +252,18 @@ def _optimisers(quick: bool) -> list[Probe]:
         for method in ("lbfgs", "adam"):
             runs.append(solve(A, b, method=method).converged)
             runs.append(inverse(A, method=method).converged)
+    svd_runs = {}
+    for seed in range(1 if quick else 3):  # rank 4 > k = 2
+        B = with_condition_number(4, 5.0, m=5, seed=seed)
+        for method in ("penalty", "sgd", "adam", "lbfgs"):
+            result = svd(B, 2, method=method)
+            exact = torch.linalg.svdvals(B)[:2]
+            svd_runs[method, seed] = result.converged and bool(
+                ((result.S - exact).abs() <= 1e-12).all()
+            )
+    g = torch.Generator().manual_seed(0)
+    rank_two = torch.randn(8, 2, generator=g, dtype=F64) @ torch.randn(2, 6, generator=g, dtype=F64)
+    recentred = svd(rank_two, 2, method="orthogonal", max_iter=1500)
     A = with_condition_number(8, 5.0, seed=0)
     oscillating = inverse(A, method="adam", options={"lr": 0.3}, max_iter=60)
     E = oscillating.X @ A - torch.eye(8, dtype=F64)
@@ -236,6 +281,25 @@ def _optimisers(quick: bool) -> list[Probe]:
             "all converge",
             f"{_count(sum(runs), len(runs))} converged",
             all(runs),
+        ),
+        Probe(
+            category,
+            f"svd by penalty, sgd, adam and lbfgs (the original's loss), defaults, k = 2 of "
+            f"{'a 5 × 4 matrix' if quick else 'three 5 × 4 matrices'} of condition number 5, "
+            "rank 4 > k",
+            "all converge on the SVD residual (the loss cannot reach rtol when rank > k), "
+            "singular values to 1e-12",
+            f"{_count(sum(svd_runs.values()), len(svd_runs))} converged",
+            all(svd_runs.values()),
+        ),
+        Probe(
+            category,
+            "svd(method='orthogonal'), k = 2 of a rank-2 8 × 6 matrix, seed 0 (its chart "
+            "used to crawl at residual 0.35)",
+            "converges (the chart re-centred when its parameters grow)",
+            f"converged={recentred.converged} in {recentred.nit} iterations; "
+            f"“{recentred.message.split('; ')[-1]}”",
+            recentred.converged,
         ),
         Probe(
             category,
@@ -327,7 +391,8 @@ def _inputs() -> list[Probe]:
         warnings.simplefilter("ignore", UserWarning)
         csr = square.to_sparse_csr()
     bad: list[tuple[str, Callable[[], object], str]] = [
-        ("sparse COO A", partial(solve, square.to_sparse(), vector), "A"),
+        ("sparse COO A for solve's gmres-ir (it needs entries)",
+         partial(solve, square.to_sparse(), vector, method="gmres-ir"), "A"),
         ("sparse CSR A", partial(inverse, csr), "A"),
         ("sparse mask", partial(complete, square, mask.to_sparse(), 1), "mask"),
         ("meta A", partial(svd, meta), "A"),

@@ -51,7 +51,6 @@ from . import _implicit
 from ._iterate import (
     LBFGS_DEFAULTS,
     TORCH_OPTIMIZERS,
-    OptimizerStep,
     Outcome,
     autograd_on,
     default_rtol,
@@ -435,6 +434,31 @@ def _penalty_loss(
     return fit + mse(U.mH @ U, eye_k) / 100 + mse(gram_V, eye_k) / 100
 
 
+#: How ``"adam"`` on the penalty loss waits before halving its rate: the residual of the
+#: penalty family's factors is not monotone while the columns sort themselves out.
+_PENALTY_PLATEAU = 200
+
+
+def _escape_traps(A: torch.Tensor, U: torch.Tensor, s: torch.Tensor, V: torch.Tensor) -> bool:
+    """Turn ``v_j`` by the phase of ``c_j = u_j^H A v_j`` and set ``s_j^2 = |c_j|`` for
+    every column caught in the penalty loss's trap; return whether any was.
+
+    ``s_j^2`` cannot become negative: a column whose ``Re c_j < 0`` pulls ``s_j`` to 0,
+    where the gradients of ``u_j`` and ``v_j`` (proportional to ``s_j^2``) vanish.  For
+    orthonormal factors, turning ``v_j`` so that ``c_j > 0`` lowers the fit term by
+    ``4 s_j^2 |c_j|`` (over ``m n``) and ``s_j^2 = |c_j|`` is then its best value.
+    """
+    with torch.no_grad():
+        c = (U.conj() * (A @ V)).sum(dim=-2)  # (*, k)
+        trapped = (c.real < 0) & (s.square() < c.abs() / 10)
+        if not bool(trapped.any()):
+            return False
+        phase = torch.where(trapped, torch.sgn(c).conj(), torch.ones_like(c))
+        V.mul_(phase.unsqueeze(-2))
+        s.copy_(torch.where(trapped, c.abs().sqrt(), s))
+    return True
+
+
 def _solve_penalty_family(
     method: str,
     A: torch.Tensor,
@@ -445,43 +469,119 @@ def _solve_penalty_family(
     options: object,
     generator: torch.Generator,
 ) -> tuple[Factors, Outcome]:
+    given = options_dict(_FUNCTION, options)
+    monitor = given.pop("monitor", "residual")
+    check_option(_FUNCTION, "options['monitor']", monitor, ("residual", "loss"))
     params = _penalty_start(A, k, generator)
     U, s, V = params
-    scale = A.abs().square().mean(dim=(-2, -1))
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    threshold = rtol**2 * batch_min(scale)
+    norm = torch.linalg.matrix_norm(A)
+    if monitor == "loss":
+        scale = A.abs().square().mean(dim=(-2, -1))
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        threshold = rtol**2 * batch_min(scale)
+    else:
+        threshold = rtol
 
+    def residual() -> float:  # of the current triplets (u_j, s_j^2, v_j)
+        with torch.no_grad():
+            d = s.square().to(A.dtype)
+            return batch_max(svd_residual(A @ V, A.mH @ U, U, d, V, norm))
+
+    notes: list[str] = []
     if method == "penalty":
-        opts = method_options(_FUNCTION, method, options, {"lr": 0.9, "momentum": 0.9})
+        opts = method_options(_FUNCTION, method, given, {"lr": 0.9, "momentum": 0.9})
         check_positive(_FUNCTION, "options['lr']", opts["lr"])
         momentum = check_number(_FUNCTION, "options['momentum']", opts["momentum"], low=0)
         lr = float(opts["lr"])
+        best: dict[str, Any] = {"value": math.inf, "iteration": 0, "params": []}
 
-        def step() -> float:
+        def penalty_step() -> float:
             losses = _penalty_loss(A, U, s, V)
-            value = batch_max(losses.detach())
+            value = batch_max(losses.detach()) if monitor == "loss" else residual()
+            best["iteration"] += 1
+            if value < best["value"]:  # (the iteration counts every call)
+                best.update(value=value, at=best["iteration"])
+                best["params"] = [p.detach().clone() for p in params]
             if value <= threshold:
-                return value  # converged: keep the factors that this loss describes
+                return value  # converged: keep the factors that this value describes
             losses.sum().backward()
             with torch.no_grad():
                 for p in params:
                     assert p.grad is not None
                     p -= lr * p.grad
                     p.grad *= momentum
+            if monitor == "residual" and _escape_traps(A, U, s, V):
+                best["escapes"] = best.get("escapes", 0) + 1
+                for p in params:  # the momentum pointed into the trap
+                    assert p.grad is not None
+                    p.grad.zero_()
             return value
 
-    else:
+        outcome = iterate(
+            _FUNCTION, penalty_step, rtol=threshold, max_iter=max_iter, callback=callback
+        )
+        if best.get("escapes"):
+            outcome.message += f"; {best['escapes']} escapes from the s_j = 0 trap"
+        if monitor == "residual" and not outcome.converged and best["params"]:
+            with torch.no_grad():  # the last update was never measured: return the best
+                for p, kept in zip(params, best["params"], strict=True):
+                    p.copy_(kept)
+            outcome.message += (
+                f"; returned the best iterate, of iteration {best['at']} "
+                f"(residual {best['value']:.3g})"
+            )
+        return (U.detach().clone(), s.detach().square(), V.detach().clone()), outcome
+
+    if monitor == "loss":  # the original's runs: the loss, no safeguards
         step = torch_optimizer_step(
             _FUNCTION,
             lambda: _penalty_loss(A, U, s, V).sum(),
             lambda: batch_max(_penalty_loss(A, U, s, V)),
             params,
             method,
-            optimizer_options(_FUNCTION, method, options),
+            optimizer_options(_FUNCTION, method, given),
         )
+        run: Callable[[], float] = step
+    else:
+        defaults = {"sgd": {"lr": 0.9, "momentum": 0.9}, "adam": {}, "lbfgs": {}}[method]
+        offset = [0.0]  # subtracted from the loss once LBFGS runs without line search
+        step = torch_optimizer_step(
+            _FUNCTION,
+            lambda: _penalty_loss(A, U, s, V).sum() - offset[0],
+            residual,
+            params,
+            method,
+            optimizer_options(_FUNCTION, method, {**defaults, **given}),
+            plateau=_PENALTY_PLATEAU,
+        )
+        escapes = 0
+        line_search_off = 0
 
-    outcome = iterate(_FUNCTION, step, rtol=threshold, max_iter=max_iter, callback=callback)
-    if isinstance(step, OptimizerStep) and not outcome.converged:
+        def run() -> float:
+            nonlocal escapes, line_search_off
+            value = step()
+            if _escape_traps(A, U, s, V):
+                escapes += 1
+                step.optimizer = step._new_optimizer()
+            stalled = step.since_best >= 10 and not line_search_off
+            if method == "lbfgs" and stalled and "line_search_fn" not in given:
+                # The line search compares loss values, which stop resolving the
+                # factors near sqrt(eps) when rank(A) > k (the loss's minimum is not 0).
+                # Without it, only gradients matter: the loss is shifted to about 0, which
+                # also stops the restarts that a loss at its rounding floor would trigger.
+                with torch.no_grad():
+                    offset[0] = float(_penalty_loss(A, U, s, V).sum())
+                step.kwargs["line_search_fn"] = None
+                step.optimizer = step._new_optimizer()
+                line_search_off = step.iteration
+            notes[:] = [f"; {escapes} escapes from the s_j = 0 trap"] if escapes else []
+            if line_search_off:
+                notes.append(f"; line search off from iteration {line_search_off}")
+            return value
+
+    outcome = iterate(_FUNCTION, run, rtol=threshold, max_iter=max_iter, callback=callback)
+    outcome.message += "".join(notes)
+    if not outcome.converged:
         step.restore_best(outcome)
     return (U.detach().clone(), s.detach().square(), V.detach().clone()), outcome
 
@@ -656,14 +756,31 @@ def svd(
         ``max_iter`` 20,000), triplets sorted afterwards.  ``seed=314``
         reproduces the original start.  The factors are only approximately
         orthonormal; it can stall in a local minimum, which ``converged=False``
-        then reports.  The step ``lr`` 0.9 suits the original matrices (entries
-        in [0, 1]); on matrices of larger norm the loop diverges, and says so.
+        then reports (with the best iterate it measured); the first safeguard of
+        the optimisers below (the trap of ``s_j = 0``) applies.  The step ``lr`` 0.9
+        suits matrices of norm about 1 to 3 (the original's entries lie in [0, 1]);
+        on matrices of larger norm the loop diverges, and says so.
     ``"sgd"``, ``"adam"``, ``"lbfgs"``
         The same loss and start, minimised by :class:`torch.optim.SGD`,
         :class:`torch.optim.Adam` or :class:`torch.optim.LBFGS`; ``options`` are
         passed to the optimiser (e.g. ``{"lr": 1e-3, "weight_decay": 1e-5}``);
         default ``max_iter`` 20,000 (2,000 for ``"lbfgs"``, each iteration one
         ``step()`` of up to 20 LBFGS iterations with a strong-Wolfe line search).
+        Defaults: SGD with the original's ``lr`` 0.9 and ``momentum`` 0.9; Adam
+        with ``lr`` 1e-2, halved after 200 iterations without a new smallest
+        residual.  Two safeguards: a column caught in the loss's trap (``s_j``
+        pulled to 0 because :math:`\operatorname{Re} u_j^H A v_j < 0`, where
+        :math:`s_j^2` would need to be negative) has ``v_j`` turned by the phase
+        of :math:`u_j^H A v_j` and :math:`s_j^2` set to its modulus, which
+        lowers the loss, and the optimiser restarts; LBFGS switches its line
+        search off after 10 iterations without a new smallest residual (the
+        line search compares loss values, which stop resolving the factors
+        near the square root of the machine epsilon when the loss's minimum is
+        not 0, i.e. when ``rank(A) > k``), unless ``line_search_fn`` is given.
+        The message counts both.  The best iterate seen is returned.
+        ``options={"monitor": "loss"}`` (all four methods) monitors the loss
+        instead, as the original's plots did, with the optimiser's plain defaults
+        and no safeguards (see the stopping rule).
 
     Stopping rule: the iteration stops after iteration ``i`` when the monitored residual
     ``r_i <= rtol`` (``converged=True``), when ``callback(i, r_i)`` returns
@@ -681,13 +798,17 @@ def svd(
       for ``"orthogonal"``, from two more products after each optimiser step).
       ``"lanczos"`` also stops, with ``converged=False``, when its space is the
       whole space and ``rtol`` is still not met (``rtol`` below rounding level).
-    * For ``"penalty"``, ``"sgd"``, ``"adam"`` and ``"lbfgs"``, ``r_i`` is the loss
-      itself (the largest over the batch), as in the original plots, and the
-      iteration stops when ``r_i <= rtol**2 * mean(|A|**2)`` (the smallest
-      ``mean(|A|**2)`` over the batch; 1 for a zero matrix): the loss is a mean of
-      squares, so this asks the fit for a relative accuracy of about ``rtol``.
-      ``"penalty"`` records the loss before its update, as the original did, and
-      takes no step once converged; the optimisers record it after their step.
+    * For ``"penalty"``, ``"sgd"``, ``"adam"`` and ``"lbfgs"``, ``r_i`` is the same
+      relative residual of the current factors ``U``, ``s**2`` and ``V`` (those
+      returned, sorted), from two more products per iteration.  ``"penalty"``
+      measures it before its update, as the original recorded its loss, and takes
+      no step once converged; the optimisers measure it after their step.  With
+      ``options={"monitor": "loss"}``, ``r_i`` is the loss itself (the largest over
+      the batch), as in the original plots, and the iteration stops when ``r_i <=
+      rtol**2 * mean(|A|**2)`` (the smallest ``mean(|A|**2)`` over the batch; 1 for
+      a zero matrix), a relative accuracy of about ``rtol`` for the fit.  The loss
+      cannot reach that when ``rank(A) > k`` (its minimum is the squared norm of the
+      singular values left out, over ``m n``): only the residual can then converge.
 
     Parameters
     ----------

@@ -57,7 +57,10 @@ def test_heavy_ball_replay_takes_the_steps_of_gdla_penalty() -> None:
     matrices = original_svd_matrices()
     run = original.replay(list(matrices.values()), steps=200)
     for index, (name, A) in enumerate(matrices.items()):
-        loop = gdla.svd(A, method="penalty", seed=original.SEED, max_iter=200, rtol=1e-30)
+        loop = gdla.svd(
+            A, method="penalty", seed=original.SEED, max_iter=200, rtol=1e-30,
+            options={"monitor": "loss"},
+        )  # fmt: skip
         # gdla.svd records the loss before each update, the replay at the start and after each
         assert relative_gap(run.losses[index][:200], torch.tensor(loop.history)) < 1e-5, name
         _, S, _ = run.factors(index)
@@ -66,7 +69,7 @@ def test_heavy_ball_replay_takes_the_steps_of_gdla_penalty() -> None:
 
 def test_adam_replay_takes_the_steps_of_gdla_adam() -> None:
     A = original_svd_matrices()["M5"]
-    options = {"lr": 1e-3, "weight_decay": 1e-5}
+    options = {"lr": 1e-3, "weight_decay": 1e-5, "monitor": "loss"}
     run = original.replay([A], steps=200, method="adam", weight_decay=1e-5)
     adam = gdla.svd(A, method="adam", seed=original.SEED, max_iter=200, rtol=1e-30, options=options)
     # gdla.svd's optimisers record the loss after each step
