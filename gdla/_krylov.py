@@ -177,6 +177,7 @@ def lanczos_gram(
     tiny = (64 * eps * scale * scale)[..., None, None]
     tiny_flat = tiny[..., 0, 0]
     times_A, times_AH = op.vector_products()
+    gram_product = op.gram_vector_product()
 
     # The basis, stored transposed (one contiguous row per vector); row j is the next
     # vector to multiply, rows :j have their products in T's leading j columns.
@@ -200,9 +201,8 @@ def lanczos_gram(
         nonlocal beta, j
         Q = Vt[..., : j + 1, :]
         if flat:  # one real matrix: vectors as 1-D tensors, torch.mv and in-place addmv
-            AVt[j] = times_A(Vt[j, :, None])[:, 0]
-            w = times_AH(AVt[j, :, None])[:, 0]
-            GVt[j] = w
+            gram_product(Vt[j], AVt[j], GVt[j])
+            w = GVt[j].clone()
             before = torch.linalg.vector_norm(w)
             c = torch.mv(Q, w)
             w.addmv_(Q.mT, c, alpha=-1)

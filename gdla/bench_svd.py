@@ -122,15 +122,26 @@ def two_sided_residual(A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: tor
 
 
 class _TorchProducts(TorchFunctionMode):
-    """Counts the columns multiplied by ``A`` or ``A^H`` (views of A's storage) in torch."""
+    """Counts the columns multiplied by ``A`` or ``A^H`` (views of A's storage) in torch.
 
-    _PRODUCTS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.bmm}
+    A product with a block of ``r`` of A's rows (or columns) counts ``r / m`` (``r /
+    n``) of a product, so that a product formed block by block counts once."""
+
+    _PRODUCTS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.bmm,
+                 torch.mv, torch.Tensor.mv}  # fmt: skip
+    _ADD_PRODUCTS = {torch.addmv, torch.Tensor.addmv, torch.Tensor.addmv_, torch.addmm,
+                     torch.Tensor.addmm, torch.Tensor.addmm_}  # fmt: skip
 
     def __init__(self, A: torch.Tensor) -> None:
         super().__init__()
         self.storage = A.untyped_storage().data_ptr()
         self.transposed = A.mT.shape
-        self.count = 0
+        self.numel = A.numel()
+        self.total = 0.0
+
+    @property
+    def count(self) -> int:
+        return round(self.total)
 
     def _is_A(self, t: object) -> bool:
         """A view of A, or a transposed copy of it (a contiguous tensor of A^T's shape;
@@ -141,6 +152,14 @@ class _TorchProducts(TorchFunctionMode):
             return True
         return t.shape == self.transposed and t.shape[-1] != t.shape[-2] and t.is_contiguous()
 
+    def _add(self, left: object, right: object) -> None:
+        if self._is_A(left) and not self._is_A(right):
+            assert isinstance(left, torch.Tensor) and isinstance(right, torch.Tensor)
+            self.total += right.numel() / left.shape[-1] * left.numel() / self.numel
+        elif self._is_A(right) and not self._is_A(left):
+            assert isinstance(left, torch.Tensor) and isinstance(right, torch.Tensor)
+            self.total += left.numel() / right.shape[-2] * right.numel() / self.numel
+
     def __torch_function__(
         self,
         func: Any,
@@ -150,11 +169,9 @@ class _TorchProducts(TorchFunctionMode):
     ) -> Any:
         result = func(*args, **(kwargs or {}))
         if func in self._PRODUCTS and len(args) >= 2:
-            left, right = args[0], args[1]
-            if self._is_A(left) and not self._is_A(right):
-                self.count += right.numel() // left.shape[-1]
-            elif self._is_A(right) and not self._is_A(left):
-                self.count += left.numel() // right.shape[-2]
+            self._add(args[0], args[1])
+        elif func in self._ADD_PRODUCTS and len(args) >= 3:
+            self._add(args[1], args[2])
         return result
 
 

@@ -104,6 +104,24 @@ def test_large_matrices_agree() -> None:
     assert float(orthogonality_error(U)) < 1e-13 and float(orthogonality_error(V)) < 1e-13
 
 
+def test_gram_product_by_blocks_of_rows_agrees_and_counts_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Matrices larger than the cache form A^H (A v) by blocks of rows; forced here on a
+    # small one, with blocks of 37 rows (the last one shorter).
+    from gdla import _operator
+
+    A = bench_svd.peer_matrix("0.99^j", 900, 400)
+    (_, S, _), products = bench_svd.run_peer("gdla", A, 6, {"rtol": 1e-12})
+    monkeypatch.setattr(_operator, "_BLOCKED_FROM", 0)
+    monkeypatch.setattr(_operator, "_BLOCK_BYTES", 8 * 400 * 37)
+    (U, S_blocked, V), products_blocked = bench_svd.run_peer("gdla", A, 6, {"rtol": 1e-12})
+    assert products_blocked == products
+    assert torch.allclose(S_blocked, S, rtol=0, atol=1e-13)
+    assert gdla_residual(A, U, S_blocked, V) <= 1e-12
+    assert bench_svd.two_sided_residual(A, U, S_blocked, V) <= 1e-10
+
+
 def test_kernel_restarts_from_a_fresh_vector_when_the_space_breaks_down() -> None:
     # Rank 5: the Krylov space of one vector is invariant after 5 steps; the kernel
     # continues from a random vector orthogonal to it and finds the zero singular values.
