@@ -142,15 +142,16 @@ def lanczos_gram(
     of the leading ``k`` of these over ``||A||_F``, read off ``T``'s eigendecomposition
     (taken on the two-sided kernel's schedule) at no product.  The Krylov space is
     that of :func:`lanczos_two_sided` from the same start, and so are the number of
-    products, iterations and thick restarts.  Every product ``A v`` and ``A^H A v`` is
-    kept as it came (rotated with ``V`` at a restart).  Once the estimate is below
-    ``rtol``, ``V_k = V Y_k`` and the SVD ``A V_k = P diag(s) Q^H`` (a Rayleigh--Ritz
-    step on ``A``, ``A V_k`` from the kept products) give the triplets ``(P, s, V_k
-    Q)``: ``U = P`` is orthonormal and the left residual vanishes to rounding; the
-    right residual ``A^H P - V_k Q diag(s)`` is recomputed with ``A^H P = (A^H A V_k)
-    Q diag(s)^-1`` from the kept products (no new product: the rounding errors of
-    the products are in it, those of the recurrence are not), and is the
-    iteration's residual.
+    products, iterations and thick restarts.  Every product ``A^H A v`` is kept as it
+    came (rotated with ``V`` at a restart), and so is ``A v`` until the first restart.
+    Once the estimate is below ``rtol``, ``V_k = V Y_k`` and the SVD ``A V_k = P diag(s)
+    Q^H`` (a Rayleigh--Ritz step on ``A``, ``A V_k`` from the kept products before the
+    first restart, after it from ``k`` products) give the triplets ``(P, s, V_k Q)``:
+    ``U = P`` is orthonormal and the left residual vanishes to rounding; the right
+    residual ``A^H P - V_k Q diag(s)`` is recomputed with ``A^H P = (A^H A V_k) Q
+    diag(s)^-1`` from the kept products (no new product: the rounding errors of the
+    products are in it, those of the recurrence are not), and is the iteration's
+    residual.
 
     The price of squaring, and the rule: a product with ``G`` carries rounding errors
     of about ``eps ||A||_2^2`` (``eps`` of A's real dtype), which the right residual
@@ -184,8 +185,11 @@ def lanczos_gram(
     Vt = op.zeros(*batch, max_basis + 1, n)
     # The products A v and A^H A v as they came (before Gram--Schmidt): A V Y and
     # A^H A V Y for the final triplets and their residual, without another product.
+    # After a thick restart, rotating the m-long products would cost more than forming
+    # A V Y at the end (k products): only the n-long ones are kept.
     AVt = op.zeros(*batch, max_basis, m)
     GVt = op.zeros(*batch, max_basis, n)
+    restarted = False
     T = op.zeros(*batch, max_basis, max_basis)
     flat = not batch and not op.dtype.is_complex
     start = torch.randn((*batch, n, 1), generator=generator, dtype=op.dtype, device=op.device)
@@ -250,9 +254,11 @@ def lanczos_gram(
         residual: with ``A V Y = P diag(s) Q^H`` (from the stored products), the triplets
         (P, s, V Y Q) and ``A^H P - V Y Q diag(s)``, where ``A^H P = A^H A V Y Q
         diag(s)^-1`` (from the stored products too)."""
-        P, s, Qh = torch.linalg.svd((Y.mT @ AVt[..., :j, :]).mT, full_matrices=False)
+        VY = (Y.mT @ Vt[..., :j, :]).mT
+        AVY = (Y.mT @ AVt[..., :j, :]).mT if not restarted else op.thin_matmul(VY)
+        P, s, Qh = torch.linalg.svd(AVY, full_matrices=False)
         Q = Qh.mH
-        V = (Y.mT @ Vt[..., :j, :]).mT @ Q
+        V = VY @ Q
         s_typed = s[..., None, :].to(op.dtype)
         AhP = ((Y.mT @ GVt[..., :j, :]).mT @ Q) / s_typed
         return P, s, V, AhP - V * s_typed
@@ -270,7 +276,7 @@ def lanczos_gram(
         next_check = steps + gap
 
     def step() -> float:
-        nonlocal j, spans_all, steps
+        nonlocal j, spans_all, steps, restarted
         while True:
             extend()
             steps += 1
@@ -302,7 +308,7 @@ def lanczos_gram(
                 # Thick restart: keep the leading Ritz vectors and the residual direction
                 # (the next vector); the next step's coefficients restore T's coupling.
                 Vt[..., :keep, :] = Y[..., :keep].mT @ Vt[..., :j, :]
-                AVt[..., :keep, :] = Y[..., :keep].mT @ AVt[..., :j, :]
+                restarted = True
                 GVt[..., :keep, :] = Y[..., :keep].mT @ GVt[..., :j, :]
                 Vt[..., keep, :] = Vt[..., j, :]
                 T.zero_()
