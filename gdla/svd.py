@@ -372,7 +372,8 @@ def _solve_orthogonal(
 
     outcome = iterate(_FUNCTION, step_and_recentre, rtol=rtol, max_iter=max_iter, callback=callback)
     if recentred:
-        outcome.message += f"; the parametrization was re-centred {recentred} times"
+        times = "once" if recentred == 1 else f"{recentred} times"
+        outcome.message += f"; the parametrization was re-centred {times}"
     if not outcome.converged and best["iteration"] not in (0, outcome.nit):
         latest = best
         outcome.message += (
