@@ -204,16 +204,17 @@ def lanczos_gram(
     def extend() -> None:
         nonlocal beta, j
         Q = Vt[..., : j + 1, :]
-        if flat:  # one real matrix: vectors as 1-D tensors, torch.mv and in-place addmv
+        if flat:  # one real matrix: vectors as 1-D tensors
+            # (Gram--Schmidt with @, which gdla.metrics.ProductCounter counts, not torch.mv.)
             gram_product(Vt[j], AVt[j], GVt[j])
             w = GVt[j].clone()
             before = torch.linalg.vector_norm(w)
-            c = torch.mv(Q, w)
-            w.addmv_(Q.mT, c, alpha=-1)
+            c = Q @ w
+            w.sub_(Q.mT @ c)
             after = torch.linalg.vector_norm(w)
             if bool((after < _ONE_PASS_KEEPS * before) | (after <= tiny_flat)):
-                c2 = torch.mv(Q, w)
-                w.addmv_(Q.mT, c2, alpha=-1)
+                c2 = Q @ w
+                w.sub_(Q.mT @ c2)
                 c.add_(c2)
                 after = torch.linalg.vector_norm(w)
                 broke = bool(after <= tiny_flat)
