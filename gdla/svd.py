@@ -5,9 +5,10 @@ matrix of a batch) with one of several ``method=`` choices, from the strongest t
 the original blog series' formulation, so that the book can compare them:
 
 ``"lanczos"`` (default)
-    Golub--Kahan--Lanczos bidiagonalization with thick restarts (one vector per
-    step, :mod:`gdla._krylov`, except on small matrices, where one block spans
-    the space): where subspace iteration keeps only its latest block, it keeps
+    Thick-restart Lanczos, one vector per step (:mod:`gdla._krylov`): on
+    ``A^H A`` with the short side's basis while squaring the spectrum costs no
+    accuracy, else Golub--Kahan--Lanczos bidiagonalization; on small matrices
+    one block spans the space.  Where subspace iteration keeps only its latest block, it keeps
     every block, and the Rayleigh--Ritz step picks the best triplets in the span
     of all of them (a Krylov space), as conjugate gradients does for gradient
     descent.
@@ -664,12 +665,20 @@ def svd(
 
     ``"lanczos"`` (default)
         By default (``oversampling`` not given) and when ``min(m, n) >= 3 k + 20``:
-        Golub--Kahan--Lanczos bidiagonalization with one vector per step (one
-        product with ``A`` and one with ``A^H`` per step), full reorthogonalization
-        and thick restarts: each iteration fills the bases to ``max_basis``
-        vectors (default ``max(2 k + 20, 3 k)``), stopping as soon as the
-        residual estimate read off the small bidiagonal matrix is below
-        ``rtol``, then keeps the leading ``(max_basis + k) // 2`` Ritz vectors.
+        Lanczos with one vector per step on ``A^H A`` (``A A^H`` for wide ``A``),
+        keeping only the short side's basis (two products per step, ``A^H (A v)``,
+        never forming ``A^H A``), with reorthogonalization and thick restarts: each
+        iteration fills the basis to ``max_basis`` vectors (default
+        ``max(2 k + 20, 3 k)``), stopping as soon as the residual estimate read off
+        the small tridiagonal matrix is below ``rtol``, then keeps the leading
+        ``(max_basis + k) // 2`` Ritz vectors; the triplets come from one
+        Rayleigh--Ritz step on ``A V_k``.  Squaring the spectrum limits the
+        attainable residual to about ``eps s_1^2 (sum_i s_i^-2)^(1/2) / ||A||_F``:
+        when ``rtol`` is below ten times that floor (float64, ``rtol = 1e-10``:
+        ``s_1 / s_k`` beyond about ``10^4``), or rounding stalls the residual, the
+        iteration continues, with its count, as Golub--Kahan--Lanczos
+        bidiagonalization with one vector per step and both bases (one product
+        with ``A`` and one with ``A^H`` per step), which has no such floor.
         A single vector needs the fewest products to reach a given accuracy,
         far fewer than a block on flat spectra; like ARPACK and PROPACK it
         finds one copy of a singular value that is exactly repeated (in exact
