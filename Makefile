@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: book pdf test test-fast lint lint-workflows bench serve clean install
+.PHONY: book pdf test test-fast lint lint-workflows bench gpu-check serve clean install
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,21 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m gdla.bench
+
+# On a machine with CUDA: the device tests (cpu and cuda) and the full table on the GPU,
+# recorded with its provenance for the benchmarks chapter. Without one: the device tests
+# on the CPU only, and nothing recorded. GPU_BENCH_FLAGS=--quick makes the table small.
+GPU_RECORD ?= book/data/gpu-bench.json
+GPU_BENCH_FLAGS ?=
+
+gpu-check: $(STAMP)
+	$(BIN)/python -m pytest tests/test_devices.py -q -p no:cacheprovider
+	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+	  echo "GPU: $$($(BIN)/python -c 'import torch; print(torch.cuda.get_device_name())')"; \
+	  $(BIN)/python -m gdla.bench --device cuda --record $(GPU_RECORD) $(GPU_BENCH_FLAGS); \
+	else \
+	  echo "No GPU present (torch.cuda.is_available() is False): the device tests ran on the CPU only; no GPU record written."; \
+	fi
 
 serve: book
 	$(BIN)/python -m http.server --directory _build/html 8000

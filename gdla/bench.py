@@ -39,20 +39,27 @@ The rows check the performance goals of the package:
 from __future__ import annotations
 
 import argparse
+import contextvars
+import datetime
+import json
 import math
 import os
 import platform
 import re
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import matrices
 from ._iterate import default_rtol
+from ._validation import OptionError
 from .complete import complete
 from .inverse import inverse
 from .metrics import inverse_error, orthogonality_error, relative_residual
@@ -62,6 +69,10 @@ from .solve import solve
 from .svd import svd
 
 __all__ = [
+    "bench_device",
+    "record_table",
+    "load_record",
+    "record_section",
     "Row",
     "run",
     "topk_svd_rows",
@@ -100,6 +111,49 @@ class Row:
     @property
     def ratio(self) -> float:
         return self.seconds / self.reference_seconds
+
+
+# The device the rows build their inputs on (its name), set by run(device=...).
+_DEVICE: contextvars.ContextVar[str] = contextvars.ContextVar("gdla_bench_device", default="cpu")
+
+
+def bench_device(name: str | torch.device = "cpu") -> torch.device:
+    """The device ``name`` (``'cpu'``, ``'cuda'``, ``'cuda:1'`` ...), checked to be usable here.
+
+    Raises
+    ------
+    OptionError
+        If ``name`` is not a device torch knows, or if that device is not available on
+        this machine (``'cuda'`` without a GPU, or with a torch built without CUDA).
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise OptionError(
+            "gdla.bench", "a torch device such as 'cpu' or 'cuda'", repr(name)
+        ) from error
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise OptionError(
+            "gdla.bench",
+            "a device available on this machine",
+            f"{str(device)!r}, which is not available (torch.cuda.is_available() is"
+            f" {torch.cuda.is_available()}; torch {torch.__version__} says: {error})",
+        ) from error
+    return device
+
+
+def _on(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` moved to the device the benchmark runs on (:func:`run`'s ``device``)."""
+    return tensor.to(_DEVICE.get())
+
+
+def _synchronize() -> None:
+    """Wait for the benchmark's device (kernels on a GPU run asynchronously)."""
+    device = torch.device(_DEVICE.get())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def median_time(function: Callable[[], object], repeats: int = 5, *, sample: float = 2e-3) -> float:
@@ -178,6 +232,7 @@ def machine() -> dict[str, str | int]:
 def _original_inverse_rows() -> list[Row]:
     rows = []
     for name, A in matrices.original_inverse_matrices(torch.float64).items():
+        A = _on(A)
         result = inverse(A)
         error = float(inverse_error(A, result.X))
         rows.append(
@@ -199,6 +254,7 @@ def _original_inverse_rows() -> list[Row]:
 def _original_svd_rows() -> list[Row]:
     rows = []
     for name, A in matrices.original_svd_matrices(torch.float64).items():
+        A = _on(A)
         result = svd(A)
         reference = torch.linalg.svdvals(A)
         value_error = float((result.S - reference).abs().max())
@@ -245,6 +301,7 @@ def _svd_lowrank_tuned(A: torch.Tensor, k: int, target: float) -> tuple[int, int
             torch.manual_seed(0)
             start = time.perf_counter()
             U, S, V = torch.svd_lowrank(A, q=q, niter=niter)
+            _synchronize()
             trial = time.perf_counter() - start
             torch.random.set_rng_state(state)
             if trial > 2 * best[2]:
@@ -263,7 +320,7 @@ def topk_svd_rows(m: int = 4000, n: int = 2000, k: int = 10) -> list[Row]:
     ``torch.linalg.svd`` and against the fastest ``torch.svd_lowrank`` (over its block
     size ``q`` and power iterations ``niter``) whose triplets meet the same residual.
     """
-    A = matrices.decaying_spectrum(m, n, rate=0.9, seed=0)
+    A = _on(matrices.decaying_spectrum(m, n, rate=0.9, seed=0))
     full = median_time(lambda: torch.linalg.svd(A, full_matrices=False), repeats=1)
     rows = []
     for rtol in (None, 1e-8):
@@ -288,7 +345,7 @@ def topk_svd_rows(m: int = 4000, n: int = 2000, k: int = 10) -> list[Row]:
 
 
 def _large_inverse_row(n: int) -> Row:
-    A = matrices.with_condition_number(n, 1e3, seed=0)
+    A = _on(matrices.with_condition_number(n, 1e3, seed=0))
     result = inverse(A)
     error = float(inverse_error(A, result.X))
     seconds = median_time(lambda: inverse(A), repeats=2)
@@ -307,7 +364,7 @@ def _large_inverse_row(n: int) -> Row:
 
 
 def _batched_inverse_row(count: int) -> Row:
-    A = matrices.with_condition_number(4, 10.0, batch=(count,), seed=0)
+    A = _on(matrices.with_condition_number(4, 10.0, batch=(count,), seed=0))
     result = inverse(A)
     error = float(inverse_error(A, result.X).max())
     seconds = median_time(lambda: inverse(A), repeats=2)
@@ -330,10 +387,11 @@ def _solve_rows(n: int) -> list[Row]:
     general = matrices.with_condition_number(n, 1e3, seed=1)
     Q = matrices.random_orthonormal(n, n, seed=1)
     definite = (Q * torch.logspace(0, -3, n, dtype=torch.float64)) @ Q.mT
-    b = torch.ones(n, dtype=torch.float64)
+    b = _on(torch.ones(n, dtype=torch.float64))
     rows = []
     for label, A in ((f"solve, {n}x{n}, cond 1e3", general),
                      (f"solve, {n}x{n} s.p.d., cond 1e3", definite)):  # fmt: skip
+        A = _on(A)
         result = solve(A, b)
         error = float(relative_residual(A, result.x.unsqueeze(-1), b.unsqueeze(-1)))
         rows.append(
@@ -383,7 +441,7 @@ def least_squares_rows(
     0.5 x, is printed in the goal)."""
     rows = []
     for cond in conds:
-        A, b, x = least_squares_problem(m, n, cond)
+        A, b, x = map(_on, least_squares_problem(m, n, cond))
         result = solve(A, b)
         gels = partial(torch.linalg.lstsq, A, b.unsqueeze(-1), driver="gels")
         reference = gels().solution.squeeze(-1)
@@ -406,12 +464,14 @@ def preconditioned_iteration_rows(
     the goal is iterations flat in cond (at most 1.5 x the fewest, over 1e2 to 1e8)."""
     results = []
     for cond in conds:
-        A, b, x = least_squares_problem(m, n, cond, seed=1)
+        A, b, x = map(_on, least_squares_problem(m, n, cond, seed=1))
         started = time.perf_counter()
         result = solve(A, b)
+        _synchronize()
         seconds = time.perf_counter() - started
         started = time.perf_counter()
         reference = torch.linalg.lstsq(A, b.unsqueeze(-1)).solution.squeeze(-1)
+        _synchronize()
         lstsq = time.perf_counter() - started
         results.append((cond, result, _forward_error(result.x, x), seconds, lstsq, reference))
     fewest = min(result.nit for _, result, *_ in results)
@@ -427,8 +487,8 @@ def preconditioned_iteration_rows(
 def nonhermitian_row(n: int = 1024, cond: float = 1e3) -> Row:
     """A square non-Hermitian system: ``gdla.solve``'s default (GMRES-IR) within 10 x
     ``torch.linalg.solve``'s time, backward error at most 1e-13."""
-    A = matrices.with_condition_number(n, cond, seed=2)
-    b = torch.ones(n, dtype=torch.float64)
+    A = _on(matrices.with_condition_number(n, cond, seed=2))
+    b = _on(torch.ones(n, dtype=torch.float64))
     result = solve(A, b)
     error = float(relative_residual(A, result.x.unsqueeze(-1), b.unsqueeze(-1)))
     seconds = median_time(partial(solve, A, b))
@@ -451,7 +511,7 @@ def _completion_row(m: int, n: int, rank: int) -> Row:
     truth = torch.randn(m, rank, generator=generator, dtype=torch.float64) @ torch.randn(
         rank, n, generator=generator, dtype=torch.float64
     )
-    mask = torch.rand(m, n, generator=generator) < 0.5
+    truth, mask = _on(truth), _on(torch.rand(m, n, generator=generator) < 0.5)
     result = complete(truth, mask, rank)
     assert result.X is not None  # dense M: X is formed
     error = float(torch.linalg.matrix_norm(result.X - truth) / torch.linalg.matrix_norm(truth))
@@ -502,12 +562,13 @@ def sparse_completion_row(m: int, n: int, rank: int, count: int, held_out: int =
     """Completion from ``count`` entries given as a sparse COO tensor (never a dense m x n):
     held-out relative error <= 1e-6, and (at 10,000 x 5,000, rank 10, 1,000,000 entries)
     at most 60 s.  One timed run after an untimed one; the reference is the time budget."""
-    M, rows, cols, values = sparse_completion_problem(m, n, rank, count, held_out)
+    M, rows, cols, values = map(_on, sparse_completion_problem(m, n, rank, count, held_out))
     result = complete(M, None, rank)
     error = float(torch.linalg.vector_norm(result.entries(rows, cols) - values)
                   / torch.linalg.vector_norm(values))  # fmt: skip
     started = time.perf_counter()
     complete(M, None, rank)
+    _synchronize()
     seconds = time.perf_counter() - started
     return Row(
         f"sparse completion, {m}x{n} rank {rank}, {count:,} entries (one timed run)",
@@ -531,7 +592,7 @@ def _svd_polar(A: torch.Tensor) -> torch.Tensor:
 def _polar_errors(A: torch.Tensor, U: torch.Tensor, H: torch.Tensor) -> tuple[float, float]:
     """Orthogonality ``‖U^H U − I‖_F/√n`` and backward error ``‖A − UH‖_F/‖A‖_F``."""
     n = U.shape[-1]
-    eye = torch.eye(n, dtype=U.dtype)
+    eye = torch.eye(n, dtype=U.dtype, device=U.device)
     orthogonality = float(torch.linalg.matrix_norm(U.mH @ U - eye)) / math.sqrt(n)
     backward = float(torch.linalg.matrix_norm(A - U @ H) / torch.linalg.matrix_norm(A))
     return orthogonality, backward
@@ -548,7 +609,7 @@ def polar_rows(n: int = 256, n_time: int = 1024) -> list[Row]:
     """
     rows = []
     for exponent in (1, 2, 4, 6, 8):
-        A = matrices.with_condition_number(n, 10.0**exponent, seed=0)
+        A = _on(matrices.with_condition_number(n, 10.0**exponent, seed=0))
         result = gdla_polar(A)
         classic = gdla_polar(A, method="newton-schulz")
         error = max(_polar_errors(A, result.U, result.H))
@@ -562,7 +623,7 @@ def polar_rows(n: int = 256, n_time: int = 1024) -> list[Row]:
                 result.converged and error <= 1e-13 and result.nit <= 20 and fewer)
         )  # fmt: skip
     for dtype, exponent, factor in ((torch.float64, 6, 0.5), (torch.float32, 3, 1.0)):
-        A = matrices.with_condition_number(n_time, 10.0**exponent, seed=0, dtype=dtype)
+        A = _on(matrices.with_condition_number(n_time, 10.0**exponent, seed=0, dtype=dtype))
         result = gdla_polar(A)
         seconds = median_time(partial(gdla_polar, A), repeats=1)
         reference = median_time(partial(_svd_polar, A), repeats=1)
@@ -576,15 +637,25 @@ def polar_rows(n: int = 256, n_time: int = 1024) -> list[Row]:
     return rows
 
 
-def run(*, quick: bool = False) -> list[Row]:
+def run(*, quick: bool = False, device: str | torch.device = "cpu") -> list[Row]:
     """Run every benchmark and return the table's rows.
 
     ``quick=True`` shrinks the large problems (top-k SVD 1000 x 500, inverse and
     solve 256 x 256, 1,000 batched inverses, least squares 2000 x 50, sparse
     completion 1000 x 500 from 50,000 entries) so that the
     table takes seconds;
-    their time goals are stated for the full sizes.
+    their time goals are stated for the full sizes.  Every input is built (seeded,
+    on the CPU) and then moved to ``device`` (checked by :func:`bench_device`), so
+    the same matrices are timed on every device.
     """
+    token = _DEVICE.set(str(bench_device(device)))
+    try:
+        return _run(quick)
+    finally:
+        _DEVICE.reset(token)
+
+
+def _run(quick: bool) -> list[Row]:
     torch.manual_seed(0)
     rows = _original_inverse_rows() + _original_svd_rows()
     if quick:
@@ -630,6 +701,101 @@ def format_table(rows: list[Row]) -> str:
     return str(markdown_table(headers, cells).data)
 
 
+def _device_name(device: torch.device) -> str:
+    """The GPU's name for a CUDA device, the CPU model otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return str(machine()["cpu"])
+
+
+def _git_commit() -> str | None:
+    """``git describe --always --dirty`` of the source tree, or None outside a checkout."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return described.stdout.strip() or None
+
+
+def record_table(
+    rows: list[Row], path: str | os.PathLike[str], device: str | torch.device
+) -> dict[str, Any]:
+    """Write the rows measured on ``device`` to ``path`` (JSON) with their provenance.
+
+    The record holds ``device``, ``device_name`` (the GPU's name from
+    ``torch.cuda.get_device_name``, or the CPU model), ``torch``, ``cuda``
+    (``torch.version.cuda``, None for a CPU-only build), ``date`` (UTC),
+    ``commit`` (``git describe --always --dirty``, None outside a checkout),
+    ``machine`` (:func:`machine`) and ``rows``.  Returns the record as written;
+    :func:`load_record` reads it back.
+    """
+    checked = bench_device(device)
+    record = {
+        "device": str(checked),
+        "device_name": _device_name(checked),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _git_commit(),
+        "machine": machine(),
+        "rows": [asdict(row) for row in rows],
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return record
+
+
+_RECORD_KEYS = ("device", "device_name", "torch", "cuda", "date", "commit", "rows")
+
+
+def load_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record :func:`record_table` wrote at ``path``, with its rows as :class:`Row`;
+    None when there is no file at ``path``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not such a record (a provenance field or the rows missing).
+    """
+    source = Path(path)
+    if not source.is_file():
+        return None
+    record = json.loads(source.read_text(encoding="utf-8"))
+    missing = [key for key in _RECORD_KEYS if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise ValueError(f"{source} is not a gdla.bench record: missing {', '.join(missing)}")
+    record["rows"] = [Row(**row) for row in record["rows"]]
+    return record
+
+
+def record_section(record: dict[str, Any] | None, how: str = "make gpu-check") -> str:
+    """Markdown for a recorded table: its provenance and its rows, or, for ``None``, a
+    sentence that says no record exists yet and that ``how`` makes one."""
+    if record is None:
+        return (
+            "No GPU benchmark has been recorded yet: no machine with CUDA has run"
+            f" the check. Running `{how}` on one runs the device tests and the"
+            " benchmark there and writes the record this section shows."
+        )
+    rows = record["rows"]
+    met = sum(row.met for row in rows)
+    cuda = record["cuda"] or "none (CPU-only build)"
+    commit = f" at commit `{record['commit']}`" if record["commit"] else ""
+    return (
+        f"The latest record ran on {record['device_name']} (`{record['device']}`),"
+        f" with torch {record['torch']} and CUDA {cuda}, on {record['date']}{commit};"
+        f" it met {met} of {len(rows)} goals.\n\n{format_table(rows)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: print the table; exit status 0 even when a goal is missed."""
     parser = argparse.ArgumentParser(
@@ -644,20 +810,42 @@ def main(argv: list[str] | None = None) -> int:
         help="top-k SVD against scipy's svds, scikit-learn and torch.svd_lowrank at the same"
         " two-sided residual (gdla.bench_svd, whose options follow, e.g. --threads 2)",
     )
+    parser.add_argument(
+        "--device", default="cpu", help="where the rows run: cpu (default), cuda, cuda:1 ..."
+    )
+    parser.add_argument(
+        "--record", metavar="PATH", help="also write the rows and their provenance to PATH (JSON)"
+    )
     args, rest = parser.parse_known_args(argv)
     if args.peers:
+        if args.device != "cpu" or args.record:
+            parser.error("--peers runs on the CPU and records nothing")
         from .bench_svd import main as peers_main
 
         return peers_main(rest + (["--quick"] if args.quick else []))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    rows = run(quick=args.quick)
+    try:
+        device = bench_device(args.device)
+    except OptionError as error:
+        parser.error(str(error))
+    rows = run(quick=args.quick, device=device)
     facts = machine()
-    print(
-        f"{facts['cpu']} ({facts['cpus']} logical CPUs), torch {facts['torch']},"
-        f" {facts['threads']} threads, BLAS {facts['blas']}, {facts['simd']}, float64"
-    )
+    if device.type == "cuda":
+        print(
+            f"device {device}: {_device_name(device)}, torch {facts['torch']},"
+            f" CUDA {torch.version.cuda}, float64"
+        )
+    else:
+        print(
+            f"device {device}: {facts['cpu']} ({facts['cpus']} logical CPUs), torch"
+            f" {facts['torch']}, {facts['threads']} threads, BLAS {facts['blas']},"
+            f" {facts['simd']}, float64"
+        )
     print(format_table(rows))
+    if args.record:
+        record_table(rows, args.record, device)
+        print(f"recorded in {args.record}")
     missed = [row for row in rows if not row.met]
     print(f"{len(rows) - len(missed)} of {len(rows)} goals met")
     return 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
+import gdla
 from gdla import bench
 
 
@@ -76,3 +79,83 @@ def test_machine_names_what_a_timing_depends_on() -> None:
 )
 def test_machine_names_the_blas_torch_was_built_with(config: str, expected: str) -> None:
     assert bench._blas_library(config) == expected
+
+
+def tiny_rows(quick: bool) -> list[bench.Row]:
+    """A one-row table in milliseconds, standing in for ``bench._run`` in the CLI tests."""
+    return [bench.nonhermitian_row(16)]
+
+
+def test_run_moves_every_input_to_the_requested_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def rows_on_the_device(quick: bool) -> list[bench.Row]:
+        seen.append(bench._on(torch.ones(2)).device)
+        return []
+
+    monkeypatch.setattr(bench, "_run", rows_on_the_device)
+    bench.run(device="meta")  # a device every torch has, unlike cuda
+    assert seen == [torch.device("meta")]
+    assert bench._on(torch.ones(2)).device == torch.device("cpu")  # reset after the run
+
+
+def test_main_runs_on_the_cpu_and_records_the_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench, "_run", tiny_rows)
+    path = tmp_path / "data" / "cpu-bench.json"
+    assert bench.main(["--quick", "--device", "cpu", "--record", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("device cpu: ") and "non-Hermitian solve, 16x16" in out
+    record = bench.load_record(path)
+    assert record is not None and record["device"] == "cpu"
+    assert [row.task for row in record["rows"]] == [
+        "non-Hermitian solve, 16x16, cond 1e+03, backward error"
+    ]
+
+
+@pytest.mark.parametrize("name", ["cuda:99", "no-such-device"])
+def test_an_unavailable_device_is_a_clear_error(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(gdla.OptionError, match=f"found '{name}'"):
+        bench.bench_device(name)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--device", name])
+    assert exit_info.value.code == 2
+    assert f"'{name}'" in capsys.readouterr().err
+
+
+def test_a_record_round_trips_with_its_provenance(tmp_path: Path) -> None:
+    rows = tiny_rows(quick=True)
+    written = bench.record_table(rows, tmp_path / "record.json", "cpu")
+    record = bench.load_record(tmp_path / "record.json")
+    assert record is not None and record["rows"] == rows
+    assert record["device"] == written["device"] == "cpu"
+    assert record["device_name"] == bench.machine()["cpu"]
+    assert record["torch"] == torch.__version__ and record["cuda"] == torch.version.cuda
+    date = datetime.datetime.strptime(record["date"], "%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    assert abs(now - date) < datetime.timedelta(minutes=5)
+    assert record["commit"] is None or isinstance(record["commit"], str)
+    assert bench.load_record(tmp_path / "absent.json") is None
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="missing device, device_name"):
+        bench.load_record(tmp_path / "other.json")
+
+
+def test_the_gpu_section_shows_the_record_or_says_there_is_none() -> None:
+    absent = bench.record_section(None)
+    assert (
+        absent.startswith("No GPU benchmark has been recorded yet") and "`make gpu-check`" in absent
+    )
+    rows = [bench.Row("t", "m", 3, 1e-14, 0.5, "r", 1.0, "g", True),
+            bench.Row("u", "m", 4, 1e-3, 2.0, "r", 1.0, "g", False)]  # fmt: skip
+    record = {"device": "cuda:0", "device_name": "Some GPU", "torch": "2.13.0", "cuda": "12.8",
+              "date": "2026-12-01 19:00 UTC", "commit": "f4f5160", "rows": rows}  # fmt: skip
+    shown = bench.record_section(record)
+    assert shown.startswith(
+        "The latest record ran on Some GPU (`cuda:0`), with torch 2.13.0 and CUDA 12.8,"
+        " on 2026-12-01 19:00 UTC at commit `f4f5160`; it met 1 of 2 goals.\n\n"
+    )
+    assert shown.endswith(bench.format_table(rows))
