@@ -781,9 +781,9 @@ def record_section(record: dict[str, Any] | None, how: str = "make gpu-check") -
     sentence that says no record exists yet and that ``how`` makes one."""
     if record is None:
         return (
-            "No GPU benchmark has been recorded yet: no machine with CUDA has run"
-            f" the check. Running `{how}` on one runs the device tests and the"
-            " benchmark there and writes the record this section shows."
+            f"No GPU benchmark has been recorded yet. Running `{how}` on a machine with"
+            " CUDA runs the device tests and the benchmark there and writes the record"
+            " this section shows."
         )
     rows = record["rows"]
     met = sum(row.met for row in rows)
