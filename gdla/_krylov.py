@@ -111,6 +111,31 @@ def _normalise(
 GRAM_SAFETY = 10.0
 
 
+class _CheckSchedule:
+    """When a Lanczos kernel takes its small decomposition (it costs as much as a product
+    with a 1000 x 500 matrix): when the estimates so far predict convergence (at half the
+    predicted number of steps, from their geometric rate, at most 4 steps apart); the
+    kernels also take it at a restart and when the space is full."""
+
+    def __init__(self, rtol: float) -> None:
+        self.rtol = rtol
+        self.steps = 0
+        self.next_check = 0
+        self.previous: tuple[int, float] | None = None
+
+    def due(self) -> bool:
+        return self.steps >= self.next_check
+
+    def record(self, value: float) -> None:
+        """Schedule the next check from the estimate ``value`` taken at this step."""
+        gap = 1
+        if self.previous is not None and 0 < value < self.previous[1] and value > self.rtol:
+            rate = math.log(value / self.previous[1]) / (self.steps - self.previous[0])
+            gap = min(4, max(1, int(0.5 * math.log(self.rtol / value) / rate)))
+        self.previous = (self.steps, value)
+        self.next_check = self.steps + gap
+
+
 class _SquaringLimitError(Exception):
     """Raised inside :func:`lanczos_gram`'s step when the squared spectrum cannot reach rtol."""
 
@@ -264,24 +289,14 @@ def lanczos_gram(
         AhP = ((Y.mT @ GVt[..., :j, :]).mT @ Q) / s_typed
         return P, s, V, AhP - V * s_typed
 
-    steps, next_check = 0, 0
-    previous: tuple[int, float] | None = None
-
-    def schedule(value: float) -> None:
-        nonlocal next_check, previous
-        gap = 1
-        if previous is not None and 0 < value < previous[1] and value > rtol:
-            rate = math.log(value / previous[1]) / (steps - previous[0])
-            gap = min(4, max(1, int(0.5 * math.log(rtol / value) / rate)))
-        previous = (steps, value)
-        next_check = steps + gap
+    checks = _CheckSchedule(rtol)
 
     def step() -> float:
-        nonlocal j, spans_all, steps, restarted
+        nonlocal j, spans_all, restarted
         while True:
             extend()
-            steps += 1
-            if j <= k or (steps < next_check and j < max_basis and j < n):
+            checks.steps += 1
+            if j <= k or (not checks.due() and j < max_basis and j < n):
                 continue
             theta, Y = torch.linalg.eigh(T[..., :j, :j], UPLO="U")
             theta, Y = theta.flip(-1), Y.flip(-1)
@@ -292,7 +307,7 @@ def lanczos_gram(
                 raise _SquaringLimitError
             residuals = beta[..., None] * Y[..., j - 1, :k].abs() * inverse
             value = batch_max(torch.linalg.vector_norm(residuals, dim=-1) / scale)
-            schedule(value)
+            checks.record(value)
             if value <= rtol or j == n:
                 U, S, V, right = triplets(Y[..., :k])
                 ritz.update(U=U, S=S, V=V)
@@ -448,35 +463,21 @@ def lanczos_two_sided(
         )
         r, beta = _normalise(w, Vt[..., :j, :], tiny, generator)
 
-    # The small SVD costs as much as a product with a 1000 x 500 matrix: it is taken
-    # when the estimates so far predict convergence (at half the predicted number of
-    # steps, from their geometric rate, and at most 4 steps apart), at a restart, and
-    # when the space is full.
-    steps, next_check = 0, 0
-    previous: tuple[int, float] | None = None
-
-    def schedule(value: float) -> None:
-        nonlocal next_check, previous
-        gap = 1
-        if previous is not None and 0 < value < previous[1] and value > rtol:
-            rate = math.log(value / previous[1]) / (steps - previous[0])
-            gap = min(4, max(1, int(0.5 * math.log(rtol / value) / rate)))
-        previous = (steps, value)
-        next_check = steps + gap
+    checks = _CheckSchedule(rtol)
 
     def step() -> float:
-        nonlocal j, spans_all, steps
+        nonlocal j, spans_all
         value = float("inf")
         while True:
             extend()
-            steps += 1
-            if j <= k or (steps < next_check and j < max_basis and j < n):
+            checks.steps += 1
+            if j <= k or (not checks.due() and j < max_basis and j < n):
                 continue
             P, s, Qh = torch.linalg.svd(B[..., :j, :j])
             Q = Qh.mH
             estimates = beta[..., 0, 0] * torch.linalg.vector_norm(P[..., -1, :k], dim=-1)
             value = batch_max(estimates / scale)
-            schedule(value)
+            checks.record(value)
             Uj, Vj = Ut[..., :j, :], Vt[..., :j, :]
             if value <= rtol or j == n:
                 Uk, Vk = (P[..., :k].mT @ Uj).mT, (Q[..., :k].mT @ Vj).mT

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ._scaling import ldexp, power_of_two_exponent
 from ._validation import (
     SUPPORTED_DTYPES,
     DtypeError,
@@ -38,6 +39,7 @@ __all__ = [
     "LinearOperator",
     "OperatorView",
     "as_operator",
+    "rescaled",
     "view_of",
     "spectral_norm_estimate",
     "ESTIMATE_COLUMNS",
@@ -729,3 +731,12 @@ def spectral_norm_estimate(
         x = op.rmatmul(op.matmul(x))
         x = x / torch.linalg.matrix_norm(x).clamp_min(tiny)[..., None, None]
     return torch.linalg.matrix_norm(op.matmul(x))
+
+
+def rescaled(op: OperatorView) -> tuple[OperatorView, torch.Tensor]:
+    """The view of ``A * 2**e`` and ``e`` (shape (*)): the exact rescaling of entries whose
+    squares would overflow or underflow; ``e = 0`` for a LinearOperator (no entries)."""
+    if op.kind == "operator":
+        return op, torch.zeros(op.batch, dtype=torch.int64, device=op.device)
+    exponent = power_of_two_exponent(op.entry_matrix())
+    return op.map_entries(lambda T: ldexp(T, exponent[..., None, None])), exponent

@@ -30,7 +30,7 @@ from ._iterate import (
     normal_tensor,
     stopped_by_user,
 )
-from ._operator import OperatorView, as_operator, view_of
+from ._operator import OperatorView, as_operator, rescaled, view_of
 from ._result import SolveResult
 from ._rows import ProcessGroup, RowSplit
 from ._scaling import ldexp, power_of_two_exponent
@@ -506,15 +506,6 @@ def _as_columns(
     return B.movedim(-2, 0).reshape(m, -1), restore, vector
 
 
-def _rescaled(op: OperatorView) -> tuple[OperatorView, torch.Tensor]:
-    """The view of ``A * 2**e`` and ``e`` (shape (*)): the exact rescaling of entries whose
-    squares would overflow or underflow; ``e = 0`` for a LinearOperator (no entries)."""
-    if op.kind == "operator":
-        return op, torch.zeros(op.batch, dtype=torch.int64, device=op.device)
-    exponent = power_of_two_exponent(op.entry_matrix())
-    return op.map_entries(lambda T: ldexp(T, exponent[..., None, None])), exponent
-
-
 def solve(
     A: torch.Tensor,
     b: torch.Tensor,
@@ -883,7 +874,7 @@ def solve(
             x=X.squeeze(-1) if vector else X,
         )
     # Unless squares of their entries would overflow or underflow, both exponents are 0.
-    (A_scaled, e_A), e_B = _rescaled(op), power_of_two_exponent(B)
+    (A_scaled, e_A), e_B = rescaled(op), power_of_two_exponent(B)
     B_scaled = ldexp(B, e_B[..., None, None])
     with torch.no_grad():
         Y, outcome = _METHODS[method](A_scaled, B_scaled, rtol, max_iter, callback, options)

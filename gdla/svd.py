@@ -68,10 +68,10 @@ from ._krylov import (
     subspace_kernel,
     svd_residual,
 )
-from ._operator import OperatorView, as_operator, spectral_norm_estimate
+from ._operator import OperatorView, as_operator, rescaled, spectral_norm_estimate
 from ._result import SVDResult
 from ._rows import ProcessGroup, RowSplit
-from ._scaling import ldexp, power_of_two_exponent
+from ._scaling import ldexp
 from ._tensor import (
     batch_max,
     batch_min,
@@ -588,15 +588,6 @@ def _solve_penalty_family(
     return (U.detach().clone(), s.detach().square(), V.detach().clone()), outcome
 
 
-def _rescaled(op: OperatorView) -> tuple[OperatorView, torch.Tensor]:
-    """The view of ``A * 2**e`` and ``e`` (shape (*)): the exact rescaling of entries whose
-    squares would overflow or underflow; ``e = 0`` for a LinearOperator (no entries)."""
-    if op.kind == "operator":
-        return op, torch.zeros(op.batch, dtype=torch.int64, device=op.device)
-    exponent = power_of_two_exponent(op.entry_matrix())
-    return op.map_entries(lambda T: ldexp(T, exponent[..., None, None])), exponent
-
-
 # ----------------------------------------------------------------------------
 # Public function
 # ----------------------------------------------------------------------------
@@ -973,7 +964,7 @@ def svd(
             Vh=Vh,
         )
 
-    op, exponent = _rescaled(op)  # exponent 0 unless squares of A's entries would overflow
+    op, exponent = rescaled(op)  # exponent 0 unless squares of A's entries would overflow
     if method in ("penalty", "sgd", "adam", "lbfgs"):
         with autograd_on():
             (U, S, V), outcome = _solve_penalty_family(
