@@ -294,7 +294,7 @@ def _optimisers(quick: bool) -> list[Probe]:
         ),
         Probe(
             category,
-            "svd(method='orthogonal'), k = 2 of a rank-2 8 × 6 matrix, seed 0 (its chart "
+            "svd, method 'orthogonal', k = 2 of a rank-2 8 × 6 matrix, seed 0 (its chart "
             "used to crawl at residual 0.35)",
             "converges (the chart re-centred when its parameters grow)",
             f"converged={recentred.converged} in {recentred.nit} iterations; "
