@@ -70,7 +70,7 @@ def _singular(quick: bool) -> list[Probe]:
         Probe(
             category,
             "solve(diag(2, 1, 0), ones(3)), every square method (max_iter 500)",
-            "converged=False; CG, gd and gmres-ir say A is singular",
+            "converged = False; CG, gd and gmres-ir say A is singular",
             f"converged for {_count(len(wrong), len(results))} methods; CG's message: "
             f"“{results['cg'].message.split(':')[1].strip()}”",
             not wrong and all("singular" in results[m].message for m in ("cg", "gd", "gmres-ir")),
@@ -102,8 +102,8 @@ def _singular(quick: bool) -> list[Probe]:
         Probe(
             category,
             "inverse([[1, 2], [2, 4]])",
-            "converged=False, message says singular",
-            f"converged={result.converged}",
+            "converged = False, message says singular",
+            f"converged = {result.converged}",
             not result.converged and "singular" in result.message,
         )
     )
@@ -135,7 +135,7 @@ def _finite_on_singular() -> Probe:
         f"{len(systems)} exactly singular systems (diag(2, 1, 0), zero, rank one, "
         f"[[1, 2], [2, 4]]; b inside and outside the range), every solve method "
         f"({len(methods)}, gmres-ir and the default included)",
-        "a finite x, never NaN; converged=False when no x solves Ax = b (lsqr and sketch "
+        "a finite x, never NaN; converged = False when no x solves Ax = b (lsqr and sketch "
         "return the least-squares solution)",
         f"finite for {_count(finite, total)}, honest for {_count(honest, total)}",
         finite == honest == total,
@@ -297,7 +297,7 @@ def _optimisers(quick: bool) -> list[Probe]:
             "svd, method 'orthogonal', k = 2 of a rank-2 8 × 6 matrix, seed 0 (its chart "
             "used to crawl at residual 0.35)",
             "converges (the chart re-centred when its parameters grow)",
-            f"converged={recentred.converged} in {recentred.nit} iterations; "
+            f"converged = {recentred.converged} in {recentred.nit} iterations; "
             f"“{recentred.message.split('; ')[-1]}”",
             recentred.converged,
         ),
@@ -351,7 +351,7 @@ def _callbacks() -> list[Probe]:
         ),
         Probe(
             "callback and counts",
-            "solve(method='cg') on an indefinite Hermitian matrix (CG falls back to CGLS)",
+            "solve, method 'cg', on an indefinite Hermitian matrix (CG falls back to CGLS)",
             "nit, history and the callback count the iterations of both",
             f"nit {fallback.nit}, history {len(fallback.history)}, callback calls {len(calls)}; "
             f"“{fallback.message.split(':')[0]}”",
