@@ -261,7 +261,8 @@ PRINT_STY = r"""\NeedsTeXFormat{LaTeX2e}
   \let\sphinxhyphen\sphinxhyphennobreak
   \gdla@try\footnotesize{#1}{#2}%
   \ifdim\gdla@total>\linewidth \gdla@try\scriptsize{#1}{#2}\fi
-  \ifdim\gdla@total>\linewidth \setlength\tabcolsep{2pt}\gdla@try\scriptsize{#1}{#2}\fi}
+  \ifdim\gdla@total>\linewidth \setlength\tabcolsep{2pt}\gdla@try\scriptsize{#1}{#2}\fi
+  \ifdim\gdla@total>\linewidth \gdla@try\tiny{#1}{#2}\fi}
 \newcommand\gdlaTableEnd{\endgroup}
 % A hyphen before a digit or a sign, as in 8.9e-16, allows no line break (the
 % #1 swallows the {} of the \sphinxhyphen{} mark-up); between letters it does.
