@@ -166,16 +166,24 @@ def image(coefficients: Sequence[float], low: float, high: float) -> tuple[float
     return float(values.min()), float(values.max())
 
 
-def apply_odd(X: torch.Tensor, G: torch.Tensor, coefficients: Sequence[float]) -> torch.Tensor:
+def apply_odd(
+    X: torch.Tensor,
+    G: torch.Tensor,
+    coefficients: Sequence[float],
+    square: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``p(X) = c_0 X + X (c_1 G + c_2 G^2)`` for ``G = X^H X`` (shapes (*, m, n), (*, n, n)).
 
     One matrix product for a cubic (``X @ Q``), two for a quintic (``G @ G`` and
-    ``X @ Q``), both with n x n right factors: for ``m >= n`` the cheap side.  The
+    ``X @ Q``), both with n x n right factors: for ``m >= n`` the cheap side.  A
+    quintic given ``square`` (``G @ G``, already computed) needs one product.  The
     term ``c_0 X`` is added outside the product (as Muon's code does) rather than to
     the diagonal of ``Q``: in bfloat16 rounding ``c_0 + c_1 g`` would cost about
     ``c_0`` units of rounding in every entry.
     """
     c = list(coefficients)
+    if square is not None and len(c) == 3:
+        return c[0] * X + X @ (c[1] * G + c[2] * square)
     Q = c[-1] * G  # Horner in G without the constant: Q = G (c_1 I + G (c_2 I + ...))
     for coefficient in reversed(c[1:-1]):
         Q.diagonal(dim1=-2, dim2=-1).add_(coefficient)
