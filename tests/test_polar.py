@@ -209,7 +209,10 @@ def test_degree_three_and_a_given_lower_bound() -> None:
     # the exact lower bound (after the documented normalisation) needs no more steps
     # than the estimate; a far too small one needs more, but still converges.
     G = A.mH @ A
-    alpha = min(float(torch.linalg.matrix_norm(G)), float(torch.linalg.matrix_norm(G, ord=1)))
+    G2 = G @ G  # the degree 5 normalisation's sharper bound
+    alpha = min(float(torch.linalg.matrix_norm(G)), float(torch.linalg.matrix_norm(G, ord=1)),
+                float(torch.linalg.matrix_norm(G2)) ** 0.5,
+                float(torch.linalg.matrix_norm(G2, ord=1)) ** 0.5)  # fmt: skip
     exact = float(torch.linalg.svdvals(A)[-1]) / math.sqrt(alpha)
     estimated = polar(A)
     told = polar(A, options={"lower": exact})
@@ -449,3 +452,100 @@ def test_gradients_raise_for_rank_deficiency_and_inference_mode_works() -> None:
     assert inference.converged
     again = polar(inference.U)  # an inference tensor as input
     assert again.converged and orthogonality(again.U) <= 1e-14
+
+
+# --- the starting bounds and the robustness cases ----------------------------------------------
+
+_polar_module = __import__("importlib").import_module("gdla.polar")
+
+
+def _robustness_cases() -> dict[str, torch.Tensor]:
+    """Flat, rank-deficient, tiny, mixed-batch, complex, tall and wide inputs."""
+    orthogonal = torch.linalg.qr(torch.randn(30, 30, dtype=F64, generator=_seeded(1)))[0]
+    mixed = torch.stack([
+        with_condition_number(12, 1e6, seed=2),
+        3.0 * torch.linalg.qr(torch.randn(12, 12, dtype=F64, generator=_seeded(3)))[0],
+        1e-3 * with_condition_number(12, 10.0, seed=4),
+    ])  # fmt: skip
+    return {
+        "flat": 7.5 * orthogonal,
+        "flat tall": with_singular_values(torch.full((6,), 2.0, dtype=F64), 20, 6, seed=5),
+        "rank deficient": with_singular_values(
+            torch.tensor([1.0, 0.5, 0.1, 0.0, 0.0], dtype=F64), 9, 5, seed=6
+        ),
+        "1 x 1": torch.tensor([[-3.0]], dtype=F64),
+        "2 x 2": torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=F64),
+        "3 x 1": torch.tensor([[1.0], [-2.0], [0.5]], dtype=F64),
+        "mixed batch": mixed,
+        "complex": with_condition_number(15, 1e4, m=25, seed=7, dtype=C128),
+        "wide": with_condition_number(20, 1e3, m=8, seed=8),
+        "one dominant": with_singular_values(
+            torch.cat([torch.tensor([100.0]), torch.ones(39)]).to(F64), 40, 40, seed=9
+        ),
+    }
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("name", list(_robustness_cases()))
+def test_starting_upper_bound_is_safe(name: str) -> None:
+    # u0 = 1 must bound σ_max(X0): the early polynomials leave [0, 1 + E] just above 1.
+    A = _robustness_cases()[name]
+    tall = A.mH if A.shape[-2] < A.shape[-1] else A
+    for square in (False, True):
+        X, G, G2 = _polar_module._normalise(tall, square=square)
+        top = torch.linalg.svdvals(X)[..., 0]
+        assert float(top.amax()) <= 1 + 1e-13, (name, square)
+        assert torch.allclose(G, X.mH @ X, atol=1e-14)
+        if square:
+            assert torch.allclose(G2, G @ G, atol=1e-14)
+    # the sharper bound is no looser than the plain one
+    plain = torch.linalg.svdvals(_polar_module._normalise(tall)[0])[..., 0]
+    sharp = torch.linalg.svdvals(_polar_module._normalise(tall, square=True)[0])[..., 0]
+    assert bool((sharp >= plain * (1 - 1e-13)).all())
+
+
+@pytest.mark.parametrize("name", list(_robustness_cases()))
+def test_default_converges_on_the_robustness_cases(name: str) -> None:
+    A = _robustness_cases()[name]
+    result = polar(A)
+    assert result.converged, (name, result.message)
+    # a zero singular value grows out of rounding errors (see test_rank_deficient_matrix)
+    assert result.nit <= (60 if name == "rank deficient" else 20)
+    assert orthogonality(result.U) <= 1e-13
+    assert backward_error(A, result.U, result.H) <= 1e-13
+    if name != "rank deficient":  # there U is not unique
+        assert distance(result.U, svd_polar(A)[0]) <= 1e-9
+    assert distance(result.H, svd_polar(A)[1]) <= 1e-12
+
+
+def test_lower_estimate_is_sharp_and_floored() -> None:
+    # Lanczos on G^{-1}: within a few percent of σ_min(X0) / 1.1 on well-separated spectra
+    for cond in (1e1, 1e3, 1e6):
+        A = with_condition_number(60, cond, seed=10)
+        X, G, _ = _polar_module._normalise(A, square=True)
+        smallest = float(torch.linalg.svdvals(X)[-1])
+        estimate = _polar_module._estimate_lower(G)
+        assert 0.85 <= estimate * 1.1 / smallest <= 1.05, cond
+    # numerically singular or failed factorisations: the floor (sqrt(n) eps)^(1/2) / 10
+    floor = math.sqrt(math.sqrt(4) * eps(F64)) / 10
+    singular = torch.diag(torch.tensor([1.0, 0.5, 0.0, 0.0], dtype=F64))
+    assert _polar_module._estimate_lower(singular) == pytest.approx(floor)
+    # the smallest over a batch, and the failed member does not poison the others
+    batch = torch.stack([singular, torch.eye(4, dtype=F64)])
+    assert _polar_module._estimate_lower(batch) == pytest.approx(floor)
+    assert _polar_module._estimate_lower(torch.eye(4, dtype=F64)) == pytest.approx(1 / 1.1)
+
+
+@pytest.mark.parametrize("cond", [1e6, 1e8])
+def test_newton_converges_below_the_default_rtol(cond: float) -> None:
+    # Scaled Newton alone stalled just above rtol at cond 1e6 (its inverses' rounding);
+    # the Newton-Schulz finish takes it below.
+    A = with_condition_number(128, cond, seed=11)
+    result = polar(A, method="newton")
+    assert result.converged, result.message
+    assert result.nit <= 10
+    assert result.history[-1] <= default_rtol(F64)
+    assert backward_error(A, result.U, result.H) <= 1e-14
