@@ -23,11 +23,20 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+import numpy as np
 import torch
 
 from ._iterate import Outcome, iterate
 from ._operator import OperatorView, view_of
-from ._tensor import batch_max, orth, safe_divide, scale_columns
+from ._tensor import (
+    batch_max,
+    orth,
+    safe_divide,
+    scale_columns,
+    small_factorisation,
+    torch_function_mode_active,
+    torch_threads,
+)
 
 __all__ = [
     "lanczos_single",
@@ -226,8 +235,46 @@ def lanczos_gram(
     ritz: dict[str, torch.Tensor] = {}
     spans_all = False
 
+    # One real matrix on the CPU: the step's vector work in NumPy on the same memory
+    # (NumPy's calls cost a few microseconds, torch's tens, on vectors this short).
+    numpy_steps = flat and op.device.type == "cpu" and not torch_function_mode_active()
+    if numpy_steps:
+        Vn, GVn, Tn = Vt.numpy(), GVt.numpy(), T.numpy()
+        tiny_value = float(tiny_flat)
+
+    def extend_numpy() -> None:
+        nonlocal beta, j
+        gram_product(Vt[j], AVt[j], GVt[j])
+        Q = Vn[: j + 1]
+        w = GVn[j].copy()
+        before = math.sqrt(w @ w)
+        c = Q @ w
+        w -= Q.T @ c
+        after = math.sqrt(w @ w)
+        broke = False
+        if after < _ONE_PASS_KEEPS * before or after <= tiny_value:
+            c2 = Q @ w
+            w -= Q.T @ c2
+            c += c2
+            after = math.sqrt(w @ w)
+            broke = after <= tiny_value
+        Tn[: j + 1, j] = c
+        j += 1
+        if j == n:  # V spans the whole space: the residual is rounding noise
+            beta = torch.zeros_like(beta)
+        elif broke:  # an invariant subspace: a fresh direction orthogonal to V
+            fresh, _ = _normalise(torch.from_numpy(w)[:, None], Vt[:j], tiny, generator)
+            beta = torch.zeros_like(beta)
+            Vt[j] = fresh[:, 0]
+        else:
+            beta = torch.tensor(after, dtype=beta.dtype)
+            np.divide(w, after, out=Vn[j])
+
     def extend() -> None:
         nonlocal beta, j
+        if numpy_steps:
+            extend_numpy()
+            return
         Q = Vt[..., : j + 1, :]
         if flat:  # one real matrix: vectors as 1-D tensors
             # (Gram--Schmidt with @, which gdla.metrics.ProductCounter counts, not torch.mv.)
@@ -298,7 +345,7 @@ def lanczos_gram(
             checks.steps += 1
             if j <= k or (not checks.due() and j < max_basis and j < n):
                 continue
-            theta, Y = torch.linalg.eigh(T[..., :j, :j], UPLO="U")
+            theta, Y = small_factorisation(torch.linalg.eigh, T[..., :j, :j], UPLO="U")
             theta, Y = theta.flip(-1), Y.flip(-1)
             s = theta[..., :k].clamp_min(0).sqrt()
             inverse = torch.where(s > 0, 1 / s, torch.full_like(s, math.inf))
@@ -332,8 +379,11 @@ def lanczos_gram(
                 j = keep
                 return value
 
+    threads = op.vector_threads
+
     def recorded_step() -> float:
-        value = step()
+        with torch_threads(threads):
+            value = step()
         history.append(value)
         return value
 
@@ -349,7 +399,7 @@ def lanczos_gram(
         return None, Outcome(len(history), False, "handed over", history)
     if not outcome.converged and not spans_all:
         # Stopped early (max_iter, callback): the triplets of the latest Ritz vectors.
-        _, Y = torch.linalg.eigh(T[..., :j, :j], UPLO="U")
+        _, Y = small_factorisation(torch.linalg.eigh, T[..., :j, :j], UPLO="U")
         ritz.update(zip("USV", triplets(Y.flip(-1)[..., :k])[:3], strict=True))
     return (ritz["U"], ritz["S"], ritz["V"]), outcome
 
@@ -473,7 +523,7 @@ def lanczos_two_sided(
             checks.steps += 1
             if j <= k or (not checks.due() and j < max_basis and j < n):
                 continue
-            P, s, Qh = torch.linalg.svd(B[..., :j, :j])
+            P, s, Qh = small_factorisation(torch.linalg.svd, B[..., :j, :j])
             Q = Qh.mH
             estimates = beta[..., 0, 0] * torch.linalg.vector_norm(P[..., -1, :k], dim=-1)
             value = batch_max(estimates / scale)
@@ -506,9 +556,15 @@ def lanczos_two_sided(
     def exhausted() -> str | None:
         return "the Krylov space is the whole space" if spans_all else None
 
+    threads = op.vector_threads
+
+    def threaded_step() -> float:
+        with torch_threads(threads):
+            return step()
+
     outcome = iterate(
-        function, step, rtol=rtol, max_iter=max_iter, callback=callback, exhausted=exhausted,
-        done=done,
+        function, threaded_step, rtol=rtol, max_iter=max_iter, callback=callback,
+        exhausted=exhausted, done=done,
     )  # fmt: skip
     factors = (ritz["U"], ritz["S"], ritz["V"])
     return factors, outcome

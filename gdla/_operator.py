@@ -13,7 +13,8 @@ entries (``dense()``) where they exist.  Three kinds of input become that view:
 - a :class:`LinearOperator` of shape ``(m, n)``, whose products are checked on their
   first call (shape, dtype, device) and trusted afterwards.
 
-A low floor: it imports only :mod:`torch` and :mod:`gdla._validation`.
+A low floor: it imports only :mod:`numpy`, :mod:`torch`, :mod:`gdla._scaling`,
+:mod:`gdla._tensor` and :mod:`gdla._validation`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ._scaling import ldexp, power_of_two_exponent
+from ._tensor import torch_function_mode_active
 from ._validation import (
     SUPPORTED_DTYPES,
     DtypeError,
@@ -52,6 +55,15 @@ GramProduct = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 #: get :meth:`OperatorView.gram_vector_product` by blocks of rows of this many bytes.
 _BLOCKED_FROM = 32 << 20
 _BLOCK_BYTES = 1 << 20
+
+#: Real dtypes whose CPU matrix-vector products go through NumPy's BLAS
+#: (:func:`numpy_blas_array`).
+_NUMPY_BLAS_DTYPES = (torch.float32, torch.float64)
+
+#: Sparse products with fewer stored entries than this run faster on one torch thread
+#: (torch 2.13, CSR times a vector, 20,000 x 5,000: 1e5 entries 125 against 171 us on
+#: two, 1e6 about even, 3e6 twice as fast on two).
+_THREADED_NNZ = 1 << 20
 
 #: Columns of each Gaussian block that estimates a :class:`LinearOperator`'s
 #: Frobenius norm (one product with ``A`` and one with ``A^H``).
@@ -200,6 +212,33 @@ class LinearOperator:
 # ----------------------------------------------------------------------------
 
 
+def numpy_blas_array(A: torch.Tensor) -> np.ndarray | None:
+    """``A``'s memory as a NumPy array when its matrix-vector products should use NumPy's BLAS.
+
+    Why: on the CPU, the one-column products that Lanczos spends its time in are bound by
+    memory bandwidth, and NumPy's bundled OpenBLAS forms them 2--3 times faster than
+    torch's MKL on the AMD processors of these machines and GitHub's runners (float64,
+    2 threads, 2000 x 1000: 0.19 against 0.6 ms; 4000 x 2000: 1.6--2x; torch 2.13, NumPy
+    2.x) -- the same BLAS that SciPy's ``svds`` uses.  The result is the same product to
+    rounding.  Only for a plain 2-D real CPU tensor (subclasses, which may count or trace
+    products, keep torch's), and never while a torch function mode is active
+    (:class:`gdla.metrics.ProductCounter` and profilers see every product).  NumPy's
+    BLAS has its own thread pool (``OPENBLAS_NUM_THREADS``; ``torch.set_num_threads``
+    does not reach it).
+    """
+    if (
+        type(A) is not torch.Tensor
+        or A.ndim != 2
+        or A.device.type != "cpu"
+        or A.dtype not in _NUMPY_BLAS_DTYPES
+        or A.layout != torch.strided
+        or not (A.is_contiguous() or A.mT.is_contiguous())  # BLAS-shaped, never copied
+        or torch_function_mode_active()
+    ):
+        return None
+    return A.detach().numpy()
+
+
 class OperatorView:
     """What the kernels see: products, shape, dtype, device, Frobenius norm, entries.
 
@@ -238,6 +277,17 @@ class OperatorView:
     def vector_products(self) -> tuple[Product, Product]:
         """``(X -> A @ X, Y -> A^H @ Y)`` tuned for repeated products with one column."""
         return self.matmul, self.rmatmul
+
+    @property
+    def vector_threads(self) -> int | None:
+        """Torch threads for the steps of a one-column kernel on this matrix, or None (all).
+
+        1 where a step's torch work is too small to share between threads: a dense CPU
+        matrix whose products NumPy's BLAS forms (:func:`numpy_blas_array`; what is left
+        to torch is vector work, and one thread leaves the other core to OpenBLAS), or a
+        CPU sparse matrix with fewer than :data:`_THREADED_NNZ` stored entries.
+        """
+        return None
 
     def gram_vector_product(self) -> GramProduct:
         """``(v, y, w) -> None`` writing ``y = A v`` and ``w = A^H y`` for 1-D ``v`` (one
@@ -349,6 +399,9 @@ class DenseView(OperatorView):
 
     def vector_products(self) -> tuple[Product, Product]:
         A = self.A
+        array = numpy_blas_array(A)
+        if array is not None:
+            return _numpy_vector_products(array, A.dtype)
 
         # A v as a matrix times a column and A^H u as a row vector times A, both on A
         # itself: measured (torch 2.13, CPU, float64, 2000 x 1000 and 4000 x 2000,
@@ -366,6 +419,9 @@ class DenseView(OperatorView):
     def gram_vector_product(self) -> GramProduct:
         A = self.A
         m, n = A.shape[-2:]
+        array = numpy_blas_array(A)
+        if array is not None:
+            return _numpy_gram_product(array)
         if A.ndim != 2 or A.device.type != "cpu" or A.element_size() * m * n < _BLOCKED_FROM:
             return super().gram_vector_product()
         # A^H (A v) by blocks of rows small enough to stay in the core's cache between
@@ -385,6 +441,10 @@ class DenseView(OperatorView):
 
     def differentiable_matmul(self, X: torch.Tensor) -> torch.Tensor:
         return self.A @ X
+
+    @property
+    def vector_threads(self) -> int | None:
+        return 1 if numpy_blas_array(self.A) is not None else None
 
     @property
     def H(self) -> DenseView:
@@ -410,6 +470,51 @@ class DenseView(OperatorView):
 
     def entry_matrix(self) -> torch.Tensor:
         return self.A
+
+
+def _numpy_vector_products(array: np.ndarray, dtype: torch.dtype) -> tuple[Product, Product]:
+    """``A @ X`` and ``A^H @ Y`` through NumPy's BLAS (real ``array``; see
+    :func:`numpy_blas_array`), for torch blocks ``X``, ``Y`` on the CPU."""
+    transposed = array.T
+
+    def product(matrix: np.ndarray, X: torch.Tensor) -> torch.Tensor:
+        if X.dtype != dtype or X.requires_grad or X.device.type != "cpu":
+            return torch.from_numpy(matrix) @ X
+        return torch.from_numpy(matrix @ X.resolve_conj().numpy())
+
+    return (lambda X: product(array, X)), (lambda Y: product(transposed, Y))
+
+
+def _numpy_gram_product(array: np.ndarray) -> GramProduct:
+    """``y = A v``, ``w = A^H y`` through NumPy's BLAS (see :func:`numpy_blas_array`).
+
+    For an ``A`` larger than the last-level cache (:data:`_BLOCKED_FROM`), by blocks of
+    rows small enough to stay in a core's cache between their two products, so that
+    ``A`` is read from memory once per step, not twice.
+    """
+    m, n = array.shape
+    transposed = array.T
+    if array.nbytes < _BLOCKED_FROM:
+
+        def product(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
+            np.dot(array, v.numpy(), out=y.numpy())
+            np.dot(transposed, y.numpy(), out=w.numpy())
+
+        return product
+    rows = max(1, _BLOCK_BYTES // (array.itemsize * n))
+    blocks = [(array[i : i + rows], transposed[:, i : i + rows], slice(i, i + rows))
+              for i in range(0, m, rows)]  # fmt: skip
+    partial = np.empty(n, dtype=array.dtype)
+
+    def blocked(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
+        v_array, y_array, w_array = v.numpy(), y.numpy(), w.numpy()
+        w_array.fill(0)
+        for block, block_t, where in blocks:
+            np.dot(block, v_array, out=y_array[where])
+            np.dot(block_t, y_array[where], out=partial)
+            w_array += partial
+
+    return blocked
 
 
 class SparseView(OperatorView):
@@ -441,6 +546,11 @@ class SparseView(OperatorView):
 
     def rmatmul(self, Y: torch.Tensor) -> torch.Tensor:
         return self.csr_h @ Y
+
+    @property
+    def vector_threads(self) -> int | None:
+        small = self.device.type == "cpu" and self.values.numel() < _THREADED_NNZ
+        return 1 if small else None
 
     def vector_products(self) -> tuple[Product, Product]:
         # torch.mv on CSR runs about 1.5 times faster than CSR @ (n, 1) (torch 2.13, CPU).
@@ -513,6 +623,10 @@ class _SwappedView(OperatorView):
     def vector_products(self) -> tuple[Product, Product]:
         times_A, times_AH = self.parent.vector_products()
         return times_AH, times_A
+
+    @property
+    def vector_threads(self) -> int | None:
+        return self.parent.vector_threads
 
     @property
     def H(self) -> OperatorView:
