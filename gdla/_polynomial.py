@@ -183,9 +183,12 @@ def apply_odd(
     """
     c = list(coefficients)
     if square is not None and len(c) == 3:
-        return c[0] * X + X @ (c[1] * G + c[2] * square)
-    Q = c[-1] * G  # Horner in G without the constant: Q = G (c_1 I + G (c_2 I + ...))
-    for coefficient in reversed(c[1:-1]):
-        Q.diagonal(dim1=-2, dim2=-1).add_(coefficient)
-        Q = G @ Q
-    return c[0] * X + X @ Q
+        Q = torch.add(G.mul(c[1]), square, alpha=c[2])
+    else:
+        Q = c[-1] * G  # Horner in G without the constant: Q = G (c_1 I + G (c_2 I + ...))
+        for coefficient in reversed(c[1:-1]):
+            Q.diagonal(dim1=-2, dim2=-1).add_(coefficient)
+            Q = G @ Q
+    if X.dtype == torch.bfloat16:  # Muon's rounding: c_0 X rounded, then the sum
+        return c[0] * X + X @ Q
+    return (X @ Q).add_(X, alpha=c[0])  # the same sum, without a temporary for c_0 X

@@ -72,9 +72,9 @@ _LOWER_MARGIN = 1.1
 
 
 def _gram(X: torch.Tensor) -> torch.Tensor:
-    """``X^H X`` (*, n, n), made exactly Hermitian."""
+    """``X^H X`` (*, n, n), made exactly Hermitian (one temporary: ``(G + G^H) / 2``)."""
     G = X.mH @ X
-    return (G + G.mH) / 2
+    return G.add(G.mH).mul_(0.5)
 
 
 def _residual(G: torch.Tensor) -> float:
@@ -593,7 +593,7 @@ def polar(
         X, products, outcome = _METHODS[method](scaled, rtol, max_iter, callback, options)
         U = X.mH if wide else X
         H = U.mH @ A
-        H = (H + H.mH) / 2
+        H = H.add(H.mH).mul_(0.5)
     if differentiable and outcome.converged:
         U, H = _Polar.apply(A_input, U.detach(), H.detach())
     elif differentiable:
