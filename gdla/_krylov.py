@@ -227,8 +227,9 @@ def lanczos_gram(
     # A^H A V Y for the final triplets and their residual, without another product.
     # After a thick restart, rotating the m-long products would cost more than forming
     # A V Y at the end (k products): only the n-long ones are kept.
-    AVt = op.zeros(*batch, max_basis, m)
-    GVt = op.zeros(*batch, max_basis, n)
+    # (Uninitialised: a row is read only after a step has written it.)
+    AVt = torch.empty((*batch, max_basis, m), dtype=op.dtype, device=op.device)
+    GVt = torch.empty((*batch, max_basis, n), dtype=op.dtype, device=op.device)
     restarted = False
     T = op.zeros(*batch, max_basis, max_basis)
     flat = not batch and not op.dtype.is_complex
