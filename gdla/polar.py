@@ -68,7 +68,7 @@ _LANCZOS_STEPS = 8
 #: An l0 a little too large costs little (the few singular values below it land a little
 #: below the interval's image, and the next steps lift them), a much too small one costs
 #: iterations at every condition number.
-_LOWER_MARGIN = 1.1
+_LOWER_MARGIN = 1.05
 
 
 def _gram(X: torch.Tensor) -> torch.Tensor:
@@ -146,7 +146,7 @@ def _estimate_lower(G: torch.Tensor) -> float:
     A Cholesky factorisation of G and ``_LANCZOS_STEPS`` = 8 Lanczos steps on
     ``G^{-1}`` (two triangular solves each, seeded start) estimate
     ``1/λ_min(G)`` from below by the largest Ritz value θ; the estimate is
-    ``θ^{-1/2} / 1.1`` (``_LOWER_MARGIN``), the smallest over the batch.  Where the
+    ``θ^{-1/2} / 1.05`` (``_LOWER_MARGIN``), the smallest over the batch.  Where the
     factorisation fails or ``1/θ < sqrt(n) ε`` (G is numerically singular: rounding
     errors in G are that large), the estimate is ``(sqrt(n) ε)^(1/2) / 10`` instead.
     """
@@ -431,7 +431,7 @@ def polar(
       :math:`\sigma_{\min}(X_0)`: a Cholesky factorisation of :math:`X_0^H X_0` and
       eight Lanczos steps on its inverse (two triangular solves per step: not a
       product, but O(n^3/3) flops once and O(n^2) per step), whose largest Ritz value
-      θ gives :math:`l_0 = \theta^{-1/2}/1.1`, and never less than
+      θ gives :math:`l_0 = \theta^{-1/2}/1.05`, and never less than
       :math:`(\sqrt{n}\varepsilon)^{1/2}/10`, the level below which rounding errors in
       that matrix can hide its smallest eigenvalue (the value used, too, where the
       factorisation fails).  It is an estimate, not a bound: a wrong :math:`l_0`
