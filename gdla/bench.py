@@ -627,7 +627,9 @@ def polar_rows(n: int = 256, n_time: int = 1024) -> list[Row]:
         result = gdla_polar(A)
         # Interleaved (polar, SVD, one product) after one warm-up call each, three rounds,
         # medians: a slow spell of a shared machine then hits both sides alike.
-        calls = (partial(gdla_polar, A), partial(_svd_polar, A), partial(torch.matmul, A, A))
+        calls: tuple[Callable[[], object], ...] = (
+            partial(gdla_polar, A), partial(_svd_polar, A), partial(torch.matmul, A, A)
+        )
         for call in calls:
             call()
         samples: list[list[float]] = [[], [], []]
