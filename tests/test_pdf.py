@@ -15,6 +15,7 @@ break.
 
 from __future__ import annotations
 
+import ast
 import bisect
 import hashlib
 import json
@@ -73,20 +74,49 @@ def pdf_text(pdf_path: Path) -> str:
     ).stdout
 
 
+def timing_glue_keys(docname: str) -> set[str]:
+    """Names glued by the chapter's cells tagged ``timing`` (``glue("name", ...)`` or
+    ``record(name=...)``).
+
+    The PDF build may execute a chapter again (its execution cache is keyed on the
+    sources, and a timing cell prints another time each run): values computed from
+    wall-clock times can differ between the HTML store and the PDF, as their cells
+    say, so they are not compared.
+    """
+    notebook = nbformat.read(EXECUTED / f"{docname}.ipynb", as_version=4)
+    keys: set[str] = set()
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or "timing" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("%"))
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                continue
+            if node.func.id == "record":
+                keys.update(keyword.arg for keyword in node.keywords if keyword.arg)
+            elif node.func.id == "glue" and node.args and isinstance(node.args[0], ast.Constant):
+                keys.add(str(node.args[0].value))
+    return keys
+
+
 def glued_numbers(docname: str) -> list[str]:
     """Every number the chapter's prose shows through a glue role, as the PDF must read it.
 
     Formatted as myst-nb does. A number of one or two digits would be found
     anywhere, so it is checked together with the word that follows it ("13 goals").
+    Values glued by cells tagged ``timing`` are left out (:func:`timing_glue_keys`).
     """
     source = (ROOT / f"{docname}.md").read_text(encoding="utf-8")
     store = json.loads((EXECUTED / f"{docname}.glue.json").read_text())
+    timed = timing_glue_keys(docname)
     numbers = []
     for match in GLUE_ROLE.finditer(source):
         role, content = match.group(1), match.group(2)
         if "::" in content:  # a value glued in another document
             continue
         key, _, spec = content.partition(":")
+        if key in timed:
+            continue
         data = store[key]["data"]
         if role != ":text" and set(data) != {"text/plain"}:
             continue  # {glue} of a figure or of rich output, not text
