@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from ._iterate import Outcome, iterate
-from ._operator import OperatorView, view_of
+from ._operator import OperatorView, numpy_blas_array, view_of
 
 __all__ = [
     "GolubKahan",
@@ -105,7 +106,8 @@ def dense_products(A: torch.Tensor) -> Products:
     (1.4 to 1.9 times faster on a 20,000 x 500 float64 matrix, one thread).  The adjoint
     is formed as ``(W_iᴴ A_i)ᴴ``: a product with a conjugate-transposed view would copy
     the block.  Off the CPU, or for a matrix that fits in the cache, the two products
-    are formed separately.
+    are formed separately.  A real 2-D CPU matrix with one right-hand side goes through
+    NumPy's BLAS (:func:`_numpy_products`), fused the same way.
     """
     m = A.shape[-2]
     row_bytes = A[..., :1, :].numel() * A.element_size()
@@ -117,7 +119,49 @@ def dense_products(A: torch.Tensor) -> Products:
         return (U.mH @ A).mH
 
     if A.device.type != "cpu" or row_bytes * m < FUSED_FROM:
-        return separate_products(times_A, times_AH)
+        torch_products = separate_products(times_A, times_AH)
+    else:
+        torch_products = _fused_torch_products(A, row_bytes)
+    array = numpy_blas_array(A)
+    return torch_products if array is None else _numpy_products(array, A.dtype, torch_products)
+
+
+def _numpy_products(array: np.ndarray, dtype: torch.dtype, otherwise: Products) -> Products:
+    """The Golub–Kahan products of a real CPU matrix with one right-hand side through
+    NumPy's BLAS (see :func:`gdla._operator.numpy_blas_array`: 1.5 times faster than
+    torch's fused products on a 20,000 x 500 float64 matrix here), fused by row blocks
+    like :func:`dense_products` from :data:`FUSED_FROM` bytes; ``otherwise`` for several
+    right-hand sides or gradients."""
+    m, n = array.shape
+    transposed = array.T
+    rows = max(16, BLOCK_BYTES // max(array.itemsize * n, 1)) if array.nbytes >= FUSED_FROM else m
+    blocks = [(array[i : i + rows], transposed[:, i : i + rows], slice(i, i + rows))
+              for i in range(0, m, rows)]  # fmt: skip
+
+    def products(
+        V: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if (V.shape != (n, 1) or U.shape != (m, 1) or V.dtype != dtype or U.dtype != dtype
+                or V.requires_grad or U.requires_grad or alpha.numel() != 1):  # fmt: skip
+            return otherwise(V, U, alpha)
+        v, u, a = V[:, 0].contiguous().numpy(), U[:, 0].contiguous().numpy(), float(alpha)
+        W = np.empty(m, dtype=array.dtype)
+        adjoint = np.zeros(n, dtype=array.dtype)
+        part = np.empty(n, dtype=array.dtype)
+        for block, block_t, where in blocks:
+            W_i = W[where]
+            np.dot(block, v, out=W_i)
+            W_i -= a * u[where]
+            np.dot(block_t, W_i, out=part)
+            adjoint += part
+        return torch.from_numpy(W)[:, None], torch.from_numpy(adjoint)[:, None]
+
+    return products
+
+
+def _fused_torch_products(A: torch.Tensor, row_bytes: int) -> Products:
+    """:func:`dense_products`' fused products in torch (any dtype, batch and device)."""
+    m = A.shape[-2]
     rows = max(16, BLOCK_BYTES // max(row_bytes, 1))
     blocks = [(start, A[..., start : start + rows, :]) for start in range(0, m, rows)]
 
