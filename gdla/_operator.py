@@ -222,7 +222,7 @@ def numpy_blas_array(A: torch.Tensor) -> np.ndarray | None:
 
     Why: on the CPU, the one-column products that Lanczos spends its time in are bound by
     memory bandwidth, and NumPy's bundled OpenBLAS forms them 2--3 times faster than
-    torch's MKL on the AMD processors of these machines and GitHub's runners (float64,
+    torch's MKL on the AMD EPYC processors of these machines (float64,
     2 threads, 2000 x 1000: 0.19 against 0.6 ms; 4000 x 2000: 1.6--2x; torch 2.13, NumPy
     2.x) -- the same BLAS that SciPy's ``svds`` uses.  The result is the same product to
     rounding.  Only for a plain 2-D real CPU tensor (subclasses, which may count or trace

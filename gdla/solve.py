@@ -521,7 +521,9 @@ def solve(
 
     Supports input of float, double, cfloat and cdouble dtypes. Also supports batches of
     matrices, and if A is a batch of matrices then the output has the same batch dimensions.
-    The result stays on A's device and dtype.
+    The result stays on A's device and dtype.  On the CPU, LSQR and LSMR form the
+    products of a single real dense ``A`` with one right-hand side through NumPy's
+    BLAS (faster than torch's there; the same products to rounding).
     Inputs whose squared entries would overflow or underflow are divided by a
     power of two before iterating (exactly, as LAPACK's drivers do) and the result
     is scaled back.

@@ -623,7 +623,11 @@ def svd(
     Supports input of float, double, cfloat and cdouble dtypes. Also supports
     batches of matrices, and if A is a batch of matrices then the output has the
     same batch dimensions.  One loop advances every matrix of the batch; the
-    monitored residual is the largest over the batch.
+    monitored residual is the largest over the batch.  On the CPU, the default
+    kernel forms the one-column products of a single real dense ``A`` with NumPy's
+    BLAS (faster than torch's there; the same products to rounding) and runs its
+    vector work on one torch thread; a torch function mode, such as
+    :class:`gdla.metrics.ProductCounter`, sees every product through torch.
 
     Also supports a torch sparse COO or CSR tensor of shape (m, n) (2-D), and a
     :class:`gdla.LinearOperator` (a matrix known only through its products), with
