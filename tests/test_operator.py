@@ -389,3 +389,64 @@ def test_b_must_match_the_operator() -> None:
         gdla.solve(A, torch.ones(4))
     with pytest.raises(gdla.ShapeError, match="b of shape"):
         gdla.solve(A, torch.ones(5, dtype=F64))
+
+
+# NumPy's BLAS for the CPU one-column products -------------------------------------------
+
+
+def test_numpy_products_are_the_products_to_rounding() -> None:
+    from gdla import _lsqr
+    from gdla._operator import DenseView, numpy_blas_array
+
+    A = torch.randn(300, 120, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    assert numpy_blas_array(A) is not None and numpy_blas_array(A.mT) is not None
+    norm = float(torch.linalg.matrix_norm(A))
+
+    def close(x: torch.Tensor, y: torch.Tensor, scale: float) -> bool:
+        # Entrywise relative errors mean nothing where a product cancels: norms.
+        return float(torch.linalg.vector_norm(x - y)) <= 1e-13 * scale
+
+    view = DenseView(A)
+    times_A, times_AH = view.vector_products()
+    v, u = torch.randn(120, 1, dtype=A.dtype), torch.randn(300, 1, dtype=A.dtype)
+    assert close(times_A(v), A @ v, norm * float(v.norm()))
+    assert close(times_AH(u), A.mT @ u, norm * float(u.norm()))
+    y, w = torch.empty(300, dtype=A.dtype), torch.empty(120, dtype=A.dtype)
+    view.gram_vector_product()(v[:, 0], y, w)
+    assert close(w, A.mT @ (A @ v[:, 0]), norm**2 * float(v.norm()))
+    W, adjoint = _lsqr.dense_products(A)(v, u, torch.tensor([[0.5]], dtype=A.dtype))
+    assert close(W, A @ v - 0.5 * u, norm * float(v.norm()) + float(u.norm()))
+    assert close(adjoint, A.mT @ W, norm * float(W.norm()))
+
+
+@pytest.mark.parametrize(
+    "case", ["complex", "batched", "strided", "subclass", "float16-like", "requires-grad-ok"]
+)
+def test_numpy_products_only_for_plain_real_matrices(case: str) -> None:
+    from gdla._operator import numpy_blas_array
+
+    A = torch.randn(40, 30, dtype=torch.float64)
+    if case == "complex":
+        assert numpy_blas_array(A.to(torch.complex128)) is None
+    elif case == "batched":
+        assert numpy_blas_array(A.expand(2, 40, 30)) is None
+    elif case == "strided":  # neither row- nor column-major: NumPy would copy every call
+        assert numpy_blas_array(A[:, ::2]) is None
+    elif case == "subclass":
+        assert numpy_blas_array(torch.nn.Parameter(A)) is None
+    elif case == "float16-like":
+        assert numpy_blas_array(A.to(torch.bfloat16)) is None
+    else:  # read only, never differentiated: a leaf that requires grad is fine
+        assert numpy_blas_array(A.clone().requires_grad_()) is not None
+
+
+def test_a_product_counter_sees_the_products_numpy_would_form() -> None:
+    from gdla.metrics import ProductCounter
+
+    A = gdla.matrices.decaying_spectrum(400, 200, rate=0.9, seed=3)
+    plain = gdla.svd(A, 5, rtol=1e-10)
+    with ProductCounter() as counter:
+        counted = gdla.svd(A, 5, rtol=1e-10)
+    # Lanczos forms at least two products with A per step: 2 * 400 * 200 flops each.
+    assert counter.flops >= 2 * 2 * 400 * 200 * counted.nit
+    assert torch.allclose(plain.S, counted.S, rtol=1e-12, atol=0)
