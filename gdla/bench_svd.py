@@ -44,11 +44,20 @@ slower than with passive waiting, while ARPACK's time barely moved (measured on 
 shared cores; the single-vector kernel runs hundreds of short parallel products).
 :func:`main` sets both (unless set already) and, since the libraries read them when
 they load, runs itself again in a fresh interpreter.
+
+``--record PATH`` also writes everything measured to ``PATH`` (JSON) with its
+provenance (:func:`peer_record`, :func:`write_peer_record`); :func:`load_peer_record`
+reads it back and :func:`peer_record_section` renders it as Markdown, which is how
+the benchmarks chapter shows a run too long for the book's build
+(``book/data/svd-peers.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.metadata
+import json
 import math
 import os
 import statistics
@@ -57,7 +66,8 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -81,6 +91,11 @@ __all__ = [
     "sparse_rows",
     "fit_slope",
     "format_peer_table",
+    "describe_grid",
+    "peer_record",
+    "write_peer_record",
+    "load_peer_record",
+    "peer_record_section",
     "main",
 ]
 
@@ -589,17 +604,30 @@ def scaling(
     methods: Sequence[str] = PEERS,
     repeats: int = 3,
     threads: int | None = None,
+    measured: Sequence[PeerRun] = (),
 ) -> dict[str, tuple[list[int], list[float], float]]:
     """Time of each tuned method against n for m = 2n; per method (ns, seconds, slope).
 
-    Only the sizes where a method meets the target enter its fit.
+    Only the sizes where a method meets the target enter its fit.  ``measured``: runs
+    of :func:`peer_table` already made with the same ``k``; the sizes it holds for
+    ``spectrum`` and ``target`` are taken from it instead of being run again.
     """
-    runs = peer_table(
-        (spectrum,), [(2 * n, n) for n in ns], (target,), k=k, methods=methods,
-        repeats=repeats, threads=threads,
-    )  # fmt: skip
+    wanted = {(2 * n, n) for n in ns}
+    reused = [
+        run for run in measured
+        if run.spectrum == spectrum and run.target == target and (run.m, run.n) in wanted
+        and run.method in methods
+    ]  # fmt: skip
+    done = {(run.m, run.n) for run in reused}
+    missing = [(2 * n, n) for n in ns if (2 * n, n) not in done]
+    if missing:
+        reused += peer_table(
+            (spectrum,), missing, (target,), k=k, methods=methods, repeats=repeats,
+            threads=threads,
+        )  # fmt: skip
+    runs = sorted(reused, key=lambda run: run.n)
     out = {}
-    for method in dict.fromkeys(run.method for run in runs):
+    for method in [name for name in PEERS if any(run.method == name for run in runs)]:
         mine = [run for run in runs if run.method == method and run.met]
         sizes = [run.n for run in mine]
         seconds = [run.seconds for run in mine]
@@ -636,6 +664,309 @@ def format_peer_table(runs: Sequence[PeerRun]) -> str:
     return str(markdown_table(headers, cells).data)
 
 
+def describe_grid(method: str, k: int = 10) -> str:
+    """The grid :func:`tune_peer` scans for ``method``, in words, from loose to tight.
+
+    Derived from the grid itself: tolerances relative to the target (``gdla``) or to
+    its square root (the ``svds`` solvers), oversamplings and pass counts as listed.
+    """
+    settings = list(_grid(method, 1.0, k, 10**6))
+
+    def exponents(values: list[float]) -> str:
+        return ", ".join(f"{math.log10(value):g}" for value in values)
+
+    if method == "gdla":
+        return f"rtol = target × 10^e, e in {exponents([s['rtol'] for s in settings])}"
+    if method in ("arpack", "propack", "lobpcg"):
+        positive = [s["tol"] for s in settings if s["tol"] > 0]
+        words = f"tol = √target × 10^e, e in {exponents(positive)}"
+        if len(positive) < len(settings):
+            words += ", then tol = 0 (machine precision)"
+        cap = settings[0]["extra"].get("maxiter")
+        return words + (f"; at most {cap} iterations" if cap else "")
+    key, passes = ("p", "n_iter") if method == "sklearn" else ("q", "niter")
+    blocks = list(dict.fromkeys(s[key] - (0 if method == "sklearn" else k) for s in settings))
+    counts = list(dict.fromkeys(s[passes] for s in settings))
+    block = "n_oversamples" if method == "sklearn" else "q = k + p, p"
+    return (
+        f"{block} in {', '.join(map(str, blocks))}; {passes} in {', '.join(map(str, counts))}"
+        " (the fewest passes for each, then the fewer products)"
+    )
+
+
+#: The ``kind`` field of a record written by :func:`write_peer_record`.
+PEER_RECORD_KIND = "gdla.bench_svd peers"
+
+_PEER_RECORD_KEYS = (
+    "kind", "date", "commit", "machine", "threads", "versions", "environment", "options",
+    "load_before", "load_after", "seconds", "runs", "sparse", "scaling",
+)  # fmt: skip
+
+
+def _versions() -> dict[str, str | None]:
+    """The installed versions of the libraries compared (None for a missing one)."""
+    versions: dict[str, str | None] = {}
+    for name in ("torch", "numpy", "scipy", "scikit-learn", "threadpoolctl"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _load_average() -> list[float] | None:
+    """``os.getloadavg()`` (1, 5 and 15 minutes), or None where the system has none."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def peer_record(
+    sizes: Sequence[tuple[int, int]] = ((2000, 1000), (4000, 2000)),
+    targets: Sequence[float] = (1e-10,),
+    *,
+    spectra: Sequence[str] = tuple(SPECTRA),
+    methods: Sequence[str] = PEERS,
+    k: int = 10,
+    repeats: int = 3,
+    threads: int | None = None,
+    sparse: tuple[int, int, float] | None = (20_000, 5_000, 1e-3),
+    scaling_ns: Sequence[int] = (250, 500, 1000, 2000),
+    progress: Callable[[PeerRun], object] | None = None,
+) -> dict[str, Any]:
+    """Measure the peer table, the sparse rows and the scaling fits, with their provenance.
+
+    Parameters
+    ----------
+    sizes, targets, spectra, methods, k, repeats, threads
+        As for :func:`peer_table` (the methods whose library is missing are skipped).
+    sparse : tuple of (int, int, float) or None
+        ``(m, n, density)`` of :func:`sparse_rows`, run at ``targets`` with ``repeats +
+        2`` rounds; None skips it (as does a missing scipy).
+    scaling_ns : sequence of int
+        The ``n`` of :func:`scaling` (0.9^j, m = 2n, target 1e-10, the same methods);
+        the sizes the table measured already are reused.  Empty: no fit.
+    progress : callable, optional
+        Called with each :class:`PeerRun` as it is measured.
+
+    Returns
+    -------
+    dict
+        ``kind`` (:data:`PEER_RECORD_KIND`), ``date`` (UTC), ``commit`` (``git
+        describe --always --dirty``, None outside a checkout), ``machine``
+        (:func:`gdla.bench.machine`), ``threads``, ``versions`` (torch, numpy, scipy,
+        scikit-learn, threadpoolctl), ``environment`` (the thread settings in
+        effect), ``options`` (the arguments above, the skipped methods and each
+        method's grid, :func:`describe_grid`), ``load_before`` and ``load_after``
+        (``os.getloadavg()``: the machine may be shared), ``seconds`` (the whole
+        measurement), ``runs`` (:class:`PeerRun`), ``sparse`` (:class:`SparseRun`) and
+        ``scaling`` (method -> ``{"ns", "seconds", "slope"}``, ``slope`` None with
+        fewer than two sizes).  :func:`write_peer_record` writes it.
+    """
+    from .bench import git_commit, machine
+
+    chosen = [method for method in methods if available(method)]
+    threads = threads or torch.get_num_threads()
+    load_before = _load_average()
+    start = time.perf_counter()
+    runs = peer_table(
+        spectra, sizes, targets, k=k, methods=chosen, repeats=repeats, threads=threads,
+        progress=progress,
+    )  # fmt: skip
+    sparse_runs: list[SparseRun] = []
+    if sparse is not None and available("arpack"):
+        m, n, density = sparse
+        sparse_runs = sparse_rows(m, n, density, targets, k=k, repeats=repeats + 2, threads=threads)
+    fits = {}
+    scaling_spectrum, scaling_target = "0.9^j", 1e-10
+    if scaling_ns:
+        found = scaling(
+            scaling_ns, spectrum=scaling_spectrum, target=scaling_target, k=k, methods=chosen,
+            repeats=repeats, threads=threads, measured=runs,
+        )  # fmt: skip
+        fits = {
+            method: {"ns": ns, "seconds": seconds, "slope": slope if math.isfinite(slope) else None}
+            for method, (ns, seconds, slope) in found.items()
+        }
+    seconds = time.perf_counter() - start
+    environment = (
+        "OPENBLAS_THREAD_TIMEOUT",
+        "OMP_WAIT_POLICY",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    )
+    return {
+        "kind": PEER_RECORD_KIND,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
+        "machine": machine(),
+        "threads": threads,
+        "versions": _versions(),
+        "environment": {name: os.environ.get(name) for name in environment},
+        "options": {
+            "k": k,
+            "spectra": list(spectra),
+            "sizes": [list(size) for size in sizes],
+            "targets": list(targets),
+            "methods": chosen,
+            "skipped": [method for method in methods if method not in chosen],
+            "repeats": repeats,
+            "grids": {method: describe_grid(method, k) for method in chosen},
+            "sparse": None
+            if not sparse_runs or sparse is None
+            else {"m": sparse[0], "n": sparse[1], "density": sparse[2], "repeats": repeats + 2},
+            "scaling": {
+                "spectrum": scaling_spectrum,
+                "target": scaling_target,
+                "ns": list(scaling_ns),
+            }
+            if scaling_ns
+            else None,  # fmt: skip
+        },
+        "load_before": load_before,
+        "load_after": _load_average(),
+        "seconds": round(seconds, 1),
+        "runs": runs,
+        "sparse": sparse_runs,
+        "scaling": fits,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: dataclasses as dicts, non-finite floats as null (strict JSON)."""
+    if isinstance(value, (PeerRun, SparseRun)):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_peer_record(record: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write a :func:`peer_record` to ``path`` as strict JSON (a time or residual that
+    is infinite, for a method that missed the target, as null)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_plain(record), indent=1, ensure_ascii=False, allow_nan=False)
+    target.write_text(text + "\n", encoding="utf-8")
+
+
+def _infinite(row: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    return {
+        key: (math.inf if key in names and value is None else value) for key, value in row.items()
+    }
+
+
+def load_peer_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record :func:`write_peer_record` wrote at ``path``, as :func:`peer_record`
+    returned it (runs as :class:`PeerRun`, sparse rows as :class:`SparseRun`); None when
+    there is no file at ``path``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not such a record (not JSON, a field missing, or a run that
+        does not have the fields of its class).
+    """
+    source = Path(path)
+    if not source.is_file():
+        return None
+    try:
+        record = json.loads(source.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source} is not a gdla.bench_svd record: {error}") from None
+    if not isinstance(record, dict) or record.get("kind") != PEER_RECORD_KIND:
+        raise ValueError(
+            f"{source} is not a gdla.bench_svd record: kind is not {PEER_RECORD_KIND!r}"
+        )
+    missing = [key for key in _PEER_RECORD_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"{source} is not a gdla.bench_svd record: missing {', '.join(missing)}")
+    try:
+        record["runs"] = [
+            PeerRun(**_infinite(row, ("residual", "seconds"))) for row in record["runs"]
+        ]
+        sparse_fields = ("gdla_residual", "gdla_seconds", "arpack_residual", "arpack_seconds")
+        record["sparse"] = [SparseRun(**_infinite(row, sparse_fields)) for row in record["sparse"]]
+        for fit in record["scaling"].values():
+            if len(fit["ns"]) != len(fit["seconds"]):
+                raise ValueError("a scaling fit has as many sizes as times")
+    except (TypeError, AttributeError, KeyError, ValueError) as error:
+        raise ValueError(f"{source} is not a gdla.bench_svd record: {error}") from None
+    return record
+
+
+def _load_words(load: Sequence[float] | None) -> str:
+    return "unknown" if load is None else f"{load[0]:.2f}"
+
+
+def peer_record_section(
+    record: dict[str, Any] | None,
+    how: str = "python -m gdla.bench --peers --record book/data/svd-peers.json",
+) -> str:
+    """Markdown for a :func:`peer_record`: its provenance, the peer table
+    (:func:`format_peer_table`), the sparse rows and the scaling slopes; for ``None``,
+    a sentence that says no record exists yet and that ``how`` makes one."""
+    from .claims import plural
+    from .plotting import markdown_table
+
+    if record is None:
+        return (
+            "No peer comparison has been recorded yet. Running"
+            f" `{how}` measures it and writes the record this section shows."
+        )
+    facts, versions = record["machine"], record["versions"]
+    libraries = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
+    commit = f" at commit `{record['commit']}`" if record["commit"] else ""
+    options = record["options"]
+    parts = [
+        f"Recorded on {record['date']}{commit}, on {facts['cpu']} ({facts['cpus']} logical"
+        f" CPUs), {plural(record['threads'], 'thread')} for every library, with {libraries}; top-"
+        f"{options['k']}, float64, best of {options['repeats']} interleaved rounds. The"
+        f" machine's load average over one minute was {_load_words(record['load_before'])}"
+        f" before the run and {_load_words(record['load_after'])} after it; the run took"
+        f" {record['seconds']:.0f} s.",
+        "Time of each method over the fastest one meeting the target (matrix–vector"
+        " products in brackets; `fails` gives the closest residual any setting reached):",
+        format_peer_table(record["runs"]),
+    ]
+    if options["skipped"]:
+        parts.append(f"Not measured (library not installed): {', '.join(options['skipped'])}.")
+    if record["sparse"]:
+        cells = [
+            [f"{row.m}x{row.n}", f"{row.nnz:,}", f"{row.target:.0e}", f"{row.gdla_seconds:.3f}",
+             f"{row.arpack_seconds:.3f}", f"{row.ratio:.2f}"]
+            for row in record["sparse"]
+        ]  # fmt: skip
+        sparse = options["sparse"]
+        parts += [
+            f"Sparse, gdla.svd on a torch CSR tensor against svds (ARPACK) on a scipy CSR"
+            f" matrix, median of {sparse['repeats']} interleaved rounds:",
+            str(markdown_table(
+                ["size", "nonzeros", "target", "gdla (s)", "ARPACK (s)", "gdla / ARPACK"], cells
+            ).data),
+        ]  # fmt: skip
+    if record["scaling"]:
+        scale = options["scaling"]
+        cells = []
+        for method, fit in record["scaling"].items():
+            slope = "n/a" if fit["slope"] is None else f"{fit['slope']:.2f}"
+            times = ", ".join(
+                f"{n}: {s:.3f}" for n, s in zip(fit["ns"], fit["seconds"], strict=True)
+            )
+            cells.append([method, slope, times])
+        parts += [
+            f"Scaling, {scale['spectrum']}, m = 2n, target {scale['target']:.0e}: slope of"
+            " log time against log n (the sizes where the method met the target):",
+            str(markdown_table(["method", "slope", "n: seconds"], cells).data),
+        ]
+    return "\n\n".join(parts)
+
+
 #: Idle threads of every library sleep instead of spinning (see :func:`main`).
 QUIET_THREADS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "PASSIVE"}
 
@@ -653,8 +984,15 @@ def _set_openblas_timeout(argv: list[str], module: str) -> None:
         os.execv(sys.executable, [sys.executable, "-m", module, *argv])
 
 
+def _sizes(text: str) -> list[tuple[int, int]]:
+    """``'2000x1000,4000x2000'`` -> ``[(2000, 1000), (4000, 2000)]``."""
+    pairs = (size.split("x") for size in text.split(","))
+    return [(int(m), int(n)) for m, n in pairs]
+
+
 def main(argv: list[str] | None = None, *, module: str = "gdla.bench_svd") -> int:
-    """Command-line entry point: print the peer table and the scaling slopes."""
+    """Command-line entry point: print the peer table, the sparse rows and the scaling
+    slopes; with ``--record PATH`` also write them with their provenance (:func:`peer_record`)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1000x500 and 2000x1000 only")
@@ -666,16 +1004,38 @@ def main(argv: list[str] | None = None, *, module: str = "gdla.bench_svd") -> in
         "--sizes", default=None, help="comma-separated m x n, e.g. 2000x1000,4000x2000"
     )
     parser.add_argument("--targets", default="1e-8,1e-10,1e-12", help="comma-separated")
+    parser.add_argument("--spectra", default=",".join(SPECTRA), help="comma-separated")
+    parser.add_argument("--methods", default=",".join(PEERS), help="comma-separated")
+    parser.add_argument("--no-sparse", action="store_true", help="skip the sparse rows")
+    parser.add_argument("--sparse-size", default="20000x5000", help="m x n of the sparse rows")
+    parser.add_argument("--sparse-density", type=float, default=1e-3)
+    parser.add_argument(
+        "--scaling-ns", default=None, help="n of the scaling fit (m = 2n), comma-separated"
+    )
+    parser.add_argument(
+        "--record", metavar="PATH", help="also write the results and their provenance (JSON)"
+    )
     args, _ = parser.parse_known_args(argv)
     _set_openblas_timeout(argv, module)
     sizes = [(1000, 500), (2000, 1000)] + ([] if args.quick else [(4000, 2000)])
     if args.large:
         sizes.append((8000, 4000))
     if args.sizes:
-        sizes = [(int(m), int(n)) for m, n in (size.split("x") for size in args.sizes.split(","))]
+        sizes = _sizes(args.sizes)
     targets = [float(target) for target in args.targets.split(",")]
+    spectra = args.spectra.split(",")
+    methods = args.methods.split(",")
+    unknown = [name for name in spectra if name not in SPECTRA] + [
+        name for name in methods if name not in PEERS
+    ]
+    if unknown:
+        parser.error(f"unknown spectra or methods: {', '.join(unknown)}")
+    ns: tuple[int, ...] = (250, 500, 1000, 2000) if args.quick else (250, 500, 1000, 2000, 4000)
+    if args.scaling_ns:
+        ns = tuple(int(n) for n in args.scaling_ns.split(","))
+    ((sparse_m, sparse_n),) = _sizes(args.sparse_size)
     threads = args.threads or torch.get_num_threads()
-    missing = [method for method in PEERS if not available(method)]
+    missing = [method for method in methods if not available(method)]
     print(f"top-10 SVD, float64, {threads} threads for every library; two-sided residual target")
     if missing:
         print(f"skipped (library not installed): {', '.join(missing)}")
@@ -686,28 +1046,33 @@ def main(argv: list[str] | None = None, *, module: str = "gdla.bench_svd") -> in
               flush=True)  # fmt: skip
 
     print("tuned settings, as measured:", flush=True)
-    runs = peer_table(
-        sizes=sizes, targets=targets, repeats=args.repeats, threads=threads, progress=progress
-    )
+    record = peer_record(
+        sizes, targets, spectra=spectra, methods=methods, repeats=args.repeats, threads=threads,
+        sparse=None if args.no_sparse else (sparse_m, sparse_n, args.sparse_density),
+        scaling_ns=() if args.no_scaling else ns, progress=progress,
+    )  # fmt: skip
     print("time / fastest method meeting the target (matrix-vector products):")
-    print(format_peer_table(runs))
-    if available("arpack"):
+    print(format_peer_table(record["runs"]))
+    if record["sparse"]:
         print("sparse top-10 SVD: gdla.svd (torch CSR) against svds ARPACK (scipy CSR), "
-              f"median of {args.repeats + 2} interleaved rounds", flush=True)  # fmt: skip
-        for sparse in sparse_rows(repeats=args.repeats + 2, threads=threads):
-            print(f"  {sparse.m}x{sparse.n}, {sparse.nnz} nonzeros, residual <= "
-                  f"{sparse.target:.0e}: gdla ({sparse.gdla_setting}) {sparse.gdla_seconds:.3f} s,"
-                  f" residual {sparse.gdla_residual:.1e}; ARPACK ({sparse.arpack_setting}) "
-                  f"{sparse.arpack_seconds:.3f} s, residual {sparse.arpack_residual:.1e}; "
-                  f"time ratio gdla / ARPACK {sparse.ratio:.2f} (goal <= 1)",
-                  flush=True)  # fmt: skip
-    if not args.no_scaling:
-        ns = (250, 500, 1000, 2000) if args.quick else (250, 500, 1000, 2000, 4000)
-        fits = scaling(ns, repeats=args.repeats, threads=threads)
+              f"median of {args.repeats + 2} interleaved rounds")  # fmt: skip
+    for sparse in record["sparse"]:
+        print(f"  {sparse.m}x{sparse.n}, {sparse.nnz} nonzeros, residual <= "
+              f"{sparse.target:.0e}: gdla ({sparse.gdla_setting}) {sparse.gdla_seconds:.3f} s,"
+              f" residual {sparse.gdla_residual:.1e}; ARPACK ({sparse.arpack_setting}) "
+              f"{sparse.arpack_seconds:.3f} s, residual {sparse.arpack_residual:.1e}; "
+              f"time ratio gdla / ARPACK {sparse.ratio:.2f} (goal <= 1)")  # fmt: skip
+    if record["scaling"]:
         print("scaling, 0.9^j, m = 2n, target 1e-10: slope of log time against log n")
-        for method, (sizes_n, seconds, slope) in fits.items():
-            times = ", ".join(f"{n}: {s:.3f}" for n, s in zip(sizes_n, seconds, strict=True))
-            print(f"  {method}: slope {slope:.2f} ({times})")
+    for method, fit in record["scaling"].items():
+        times = ", ".join(f"{n}: {s:.3f}" for n, s in zip(fit["ns"], fit["seconds"], strict=True))
+        slope = math.nan if fit["slope"] is None else fit["slope"]
+        print(f"  {method}: slope {slope:.2f} ({times})")
+    print(f"load average (1, 5, 15 min): {record['load_before']} before,"
+          f" {record['load_after']} after; {record['seconds']:.0f} s")  # fmt: skip
+    if args.record:
+        write_peer_record(record, args.record)
+        print(f"recorded in {args.record}")
     return 0
 
 

@@ -10,7 +10,10 @@ skipped with the reason when the library is missing.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -246,6 +249,69 @@ def test_bench_cli_delegates_peers(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[list[str]] = []
     monkeypatch.setattr(bench_svd, "main", lambda argv: received.append(argv) or 0)
     assert bench.main(["--peers", "--quick", "--threads", "2"]) == 0
-    assert received == [["--threads", "2", "--quick"]]
+    assert bench.main(["--peers", "--record", "peers.json"]) == 0
+    assert received == [["--threads", "2", "--quick"], ["--record", "peers.json"]]
     with pytest.raises(SystemExit):
         bench.main(["--threads", "2"])  # an option of the peer comparison only
+
+
+# --- the record the benchmarks chapter shows ----------------------------------------------
+
+
+def test_peer_record_round_trip_and_its_markdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same code path as `python -m gdla.bench --peers --record PATH`, at a tiny size;
+    # with the thread settings already in the environment, main does not run itself again.
+    pytest.importorskip("scipy", reason="scipy is an optional benchmark dependency")
+    for name, value in bench_svd.QUIET_THREADS.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "data" / "svd-peers.json"
+    options = (
+        "--sizes 300x150 --spectra 0.9^j --targets 1e-8 --methods gdla,arpack --repeats 1"
+        " --sparse-size 1000x300 --sparse-density 0.01 --scaling-ns 100,150"
+    )
+    argv = [*options.split(), "--record", str(path)]
+    assert bench_svd.main(argv) == 0
+    assert f"recorded in {path}" in capsys.readouterr().out
+    json.loads(path.read_text(encoding="utf-8"))  # strict JSON: no Infinity or NaN
+    record = bench_svd.load_peer_record(path)
+    assert record is not None
+    assert [(run.method, run.m, run.n, run.target) for run in record["runs"]] == [
+        ("gdla", 300, 150, 1e-8), ("arpack", 300, 150, 1e-8)
+    ]  # fmt: skip
+    assert all(isinstance(run, bench_svd.PeerRun) and run.met for run in record["runs"])
+    (sparse,) = record["sparse"]
+    assert (sparse.m, sparse.n, sparse.nnz, sparse.target) == (1000, 300, 3000, 1e-8)
+    assert sparse.gdla_residual <= 1e-8 and sparse.arpack_residual <= 1e-8
+    assert set(record["scaling"]) == {"gdla", "arpack"}
+    assert all(fit["ns"] == [100, 150] and fit["slope"] is not None
+               for fit in record["scaling"].values())  # fmt: skip
+    assert record["options"]["sizes"] == [[300, 150]] and record["options"]["repeats"] == 1
+    assert record["options"]["grids"]["gdla"].startswith("rtol = target")
+    assert record["threads"] == torch.get_num_threads()
+    assert record["versions"]["scipy"] and record["versions"]["torch"]
+    assert record["machine"]["cpus"] >= 1 and record["date"].endswith("UTC")
+    assert record["load_before"] is None or len(record["load_before"]) == 3
+    text = bench_svd.peer_record_section(record)
+    assert text.startswith(f"Recorded on {record['date']}")
+    assert bench_svd.format_peer_table(record["runs"]) in text
+    assert "| 1000x300 | 3,000 | 1e-08 |" in text and "| gdla |" in text
+
+
+def test_peer_record_infinite_times_survive_and_a_malformed_file_raises(tmp_path: Path) -> None:
+    assert bench_svd.load_peer_record(tmp_path / "absent.json") is None
+    assert "No peer comparison has been recorded yet" in bench_svd.peer_record_section(None)
+    failed = bench_svd.PeerRun("gaussian", 40, 20, 1e-12, "lowrank", "none meets target",
+                               math.inf, 0, math.inf)  # fmt: skip
+    record: dict[str, Any] = {key: None for key in bench_svd._PEER_RECORD_KEYS}
+    record.update(kind=bench_svd.PEER_RECORD_KIND, runs=[failed], sparse=[], scaling={})
+    path = tmp_path / "record.json"
+    bench_svd.write_peer_record(record, path)
+    loaded = bench_svd.load_peer_record(path)
+    assert loaded is not None and loaded["runs"] == [failed]
+    for text in ("{not json", "[]", '{"kind": "gdla.bench_svd peers"}',
+                 json.dumps({**record, "runs": [{"method": "gdla"}]})):  # fmt: skip
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match="is not a gdla.bench_svd record"):
+            bench_svd.load_peer_record(path)
