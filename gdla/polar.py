@@ -48,6 +48,14 @@ BFLOAT16_RTOL = 1e-2
 #: Newton--Schulz has 1 as its exact, superattracting fixed point.
 SWITCH = 1e-3
 
+#: In the Newton--Schulz phase a degree 5 iteration takes the cubic step (two products)
+#: instead of the quintic (three) when the cubic would reach FINISH_CUBIC * rtol both by
+#: the bounds (its image of [l, u] within that of 1) and by the measured residual r
+#: (3r²/4 below it, the cubic's effect on σ² = 1 + d being about 1 − 3d²/4): the last
+#: step then costs one product less.  The measured test keeps the quintic where the
+#: bounds are wrong (rank-deficient A, a poor l0); the factor leaves room for rounding.
+FINISH_CUBIC = 0.1
+
 #: Each minimax polynomial is designed for [max(l, CUSHION u), u]: a smaller l would give
 #: coefficients so large (|c_j| up to 25 for l -> 0) that the rounding errors of the
 #: first steps cost digits of backward error at high condition numbers (about 1e-12
@@ -179,7 +187,9 @@ def _polar_express(
     X0 = A / α has its singular values in [l, u] = [estimate, 1].  Each step applies
     the polynomial p of degree 3 or 5 that minimises max |1 − p| on [l, u]
     (:func:`~gdla._polynomial.minimax_odd`) and replaces [l, u] by p's range on it;
-    once l >= (1 − SWITCH) u the step is the Newton--Schulz polynomial of the same degree.
+    once l >= (1 − SWITCH) u the step is the Newton--Schulz polynomial of the same degree
+    (the cubic, for degree 5, where it alone reaches FINISH_CUBIC * rtol, by the bounds
+    and by the measured residual).
     """
     given = check_options(FUNCTION, "polar-express", options, ("degree", "lower"))
     degree = given.get("degree", 5)
@@ -195,22 +205,31 @@ def _polar_express(
         low = _estimate_lower(G)
     high = 1.0
     products = 1
+    residual = math.inf  # the monitored residual of the current X (none before the first step)
     finish = NEWTON_SCHULZ_CUBIC if degree == 3 else NEWTON_SCHULZ_QUINTIC
 
     def step() -> float:
-        nonlocal X, G, square, low, high, products
+        nonlocal X, G, square, low, high, products, residual
         if low >= (1 - SWITCH) * high:
             coefficients: Sequence[float] = tuple(
                 c / high ** (2 * j + 1) for j, c in enumerate(finish)
             )
         else:
             coefficients, _ = minimax_odd(max(low, CUSHION * high), high, degree)
+        if degree == 5 and low >= (1 - SWITCH) * high and 0.75 * residual**2 <= FINISH_CUBIC * rtol:
+            # A cubic finish where it suffices (a cubic takes σ² = 1 + d to about
+            # 1 − 3d²/4): one product less than the quintic.
+            cubic = tuple(c / high ** (2 * j + 1) for j, c in enumerate(NEWTON_SCHULZ_CUBIC))
+            low3, high3 = image(cubic, low, high)
+            if max(1 - low3, high3 - 1) <= FINISH_CUBIC * rtol:
+                coefficients = cubic
         X = apply_odd(X, G, coefficients, square)  # the first step reuses G @ G
         square = None
         G = _gram(X)
-        products += (degree - 1) // 2 + 1
+        products += len(coefficients)  # the powers of G and X @ Q, then the Gram matrix
         low, high = image(coefficients, low, high)
-        return _residual(G)
+        residual = _residual(G)
+        return residual
 
     outcome = iterate(FUNCTION, step, rtol=rtol, max_iter=max_iter, callback=callback)
     return X, products, outcome
@@ -420,7 +439,10 @@ def polar(
       algorithm (the cushion :math:`u_k/100` keeps the coefficients moderate, which
       keeps rounding errors small); :math:`[l_{k+1}, u_{k+1}]` is its range on
       :math:`[l_k, u_k]`.  Once :math:`l_k \ge (1 - 10^{-3}) u_k` the
-      step is the Newton–Schulz polynomial of the same degree.  :math:`u_0 = 1` is a
+      step is the Newton–Schulz polynomial of the same degree, except that a degree
+      5 iteration takes the Newton–Schulz cubic (one product less) when the cubic
+      alone maps :math:`[l_k, u_k]` within ``rtol``/10 of 1 and the residual
+      :math:`r_k` (below) satisfies :math:`3r_k^2/4 \le` ``rtol``/10.  :math:`u_0 = 1` is a
       bound, not an estimate: just above :math:`u_k` the early polynomials leave
       :math:`[0, 1 + E]` (the cubic for :math:`[0.01, 1]` is negative at 1.05, which
       would flip a sign of U), so :math:`\alpha` must not underestimate
@@ -438,7 +460,8 @@ def polar(
       costs iterations (a singular value below :math:`l_0` still grows by about the
       factor :math:`p_k(l_k)/l_k` per step), never convergence.  One polynomial
       sequence serves the whole batch (the smallest :math:`l_0` of the batch).
-      Three matrix products per step of degree 5, two of degree 3.
+      Three matrix products per step of degree 5, two of degree 3 (and for such a
+      cubic finish).
     - ``"newton-schulz"``: the classic cubic Newton–Schulz iteration
       :math:`X_{k+1} = X_k (3I - X_k^H X_k)/2`, which converges for
       :math:`\sigma_{\max}(X_0) < \sqrt 3`, slowly (each small singular value grows by

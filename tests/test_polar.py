@@ -180,9 +180,25 @@ def test_goal_fewer_products_than_newton_schulz(cond: float) -> None:
     classic = polar(A, method="newton-schulz")
     assert express.converged and classic.converged
     assert express.products < classic.products
-    # the count is the documented one: Gram of A, 3 (degree 5) or 2 per step, H
-    assert express.products == 1 + 3 * express.nit + 1
+    # the count is the documented one: Gram of A, 3 (degree 5) or 2 per step, H; Polar
+    # Express's last step is the cubic (one product less) where that suffices
+    assert express.products in (1 + 3 * express.nit + 1, 1 + 3 * express.nit)
     assert classic.products == 1 + 2 * classic.nit + 1
+
+
+def test_cubic_finish_saves_a_product_only_where_it_suffices() -> None:
+    A = with_condition_number(32, 1e4, seed=4)
+    finished = polar(A)
+    assert finished.converged and finished.products == 3 * finished.nit + 1  # cubic last
+    # here the residual before the last step (about 4e-6) is too large for a cubic
+    quintic = polar(with_condition_number(32, 1e2, seed=4))
+    assert quintic.history[-2] > 1e-6
+    assert quintic.converged and quintic.products == 3 * quintic.nit + 2
+    # where the bounds are wrong (rank deficiency: the zero singular values grow from
+    # rounding errors while [l, u] has closed on 1) the measured residual keeps the quintic
+    s = torch.tensor([1.0, 0.5, 0.1, 0.0, 0.0], dtype=F64)
+    deficient = polar(with_singular_values(s, 9, 5, seed=6))
+    assert deficient.converged and deficient.products >= 3 * deficient.nit + 1
 
 
 @pytest.mark.parametrize("m", [40, 60])
