@@ -96,6 +96,7 @@ __all__ = [
     "write_peer_record",
     "load_peer_record",
     "peer_record_section",
+    "peer_record_command",
     "main",
 ]
 
@@ -900,6 +901,36 @@ def load_peer_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return record
 
 
+def peer_record_command(record: dict[str, Any], path: str = "PATH") -> str:
+    """The command line that measures a record with the options of ``record`` (a
+    :func:`peer_record`) and writes it to ``path``."""
+    options = record["options"]
+    parts = [
+        "python -m gdla.bench --peers",
+        "--sizes " + ",".join(f"{m}x{n}" for m, n in options["sizes"]),
+        "--targets " + ",".join(f"{target:g}" for target in options["targets"]),
+        f"--repeats {options['repeats']}",
+        f"--threads {record['threads']}",
+    ]
+    if list(options["spectra"]) != list(SPECTRA):
+        parts.append("--spectra " + ",".join(options["spectra"]))
+    requested = [*options["methods"], *options["skipped"]]
+    if sorted(requested) != sorted(PEERS):
+        parts.append("--methods " + ",".join(requested))
+    sparse = options["sparse"]
+    if sparse is None:
+        parts.append("--no-sparse")
+    else:
+        parts.append(
+            f"--sparse-size {sparse['m']}x{sparse['n']} --sparse-density {sparse['density']:g}"
+        )
+    scale = options["scaling"]
+    parts.append(
+        "--no-scaling" if scale is None else "--scaling-ns " + ",".join(map(str, scale["ns"]))
+    )
+    return " ".join([*parts, f"--record {path}"])
+
+
 def _load_words(load: Sequence[float] | None) -> str:
     return "unknown" if load is None else f"{load[0]:.2f}"
 
@@ -929,7 +960,7 @@ def peer_record_section(
         f"{options['k']}, float64, best of {options['repeats']} interleaved rounds. The"
         f" machine's load average over one minute was {_load_words(record['load_before'])}"
         f" before the run and {_load_words(record['load_after'])} after it; the run took"
-        f" {record['seconds']:.0f} s.",
+        f" {record['seconds']:.0f} s. Command: `{peer_record_command(record)}`.",
         "Time of each method over the fastest one meeting the target (matrix–vector"
         " products in brackets; `fails` gives the closest residual any setting reached):",
         format_peer_table(record["runs"]),

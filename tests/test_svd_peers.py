@@ -295,6 +295,11 @@ def test_peer_record_round_trip_and_its_markdown(
     assert record["load_before"] is None or len(record["load_before"]) == 3
     text = bench_svd.peer_record_section(record)
     assert text.startswith(f"Recorded on {record['date']}")
+    command = bench_svd.peer_record_command(record, "peers.json")
+    assert f"`{bench_svd.peer_record_command(record)}`" in text
+    assert command.startswith("python -m gdla.bench --peers --sizes 300x150 --targets 1e-08")
+    assert "--spectra 0.9^j --methods gdla,arpack --sparse-size 1000x300" in command
+    assert command.endswith("--scaling-ns 100,150 --record peers.json")
     assert bench_svd.format_peer_table(record["runs"]) in text
     assert "| 1000x300 | 3,000 | 1e-08 |" in text and "| gdla |" in text
 
