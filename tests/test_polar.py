@@ -565,3 +565,28 @@ def test_newton_converges_below_the_default_rtol(cond: float) -> None:
     assert result.nit <= 10
     assert result.history[-1] <= default_rtol(F64)
     assert backward_error(A, result.U, result.H) <= 1e-14
+
+
+def test_gram_by_blocks_is_the_exact_hermitian_gram() -> None:
+    # orders from 2 * _GRAM_BLOCK on take the block path: upper blocks by products,
+    # the rest their conjugate transposes; tall, complex and batched, G @ G too
+    block = _polar_module._GRAM_BLOCK
+    n = 2 * block + 9
+    generator = _seeded(12)
+    for X in (torch.randn(n + 3, n, dtype=F64, generator=generator),
+              torch.randn(2, n, n, dtype=C64, generator=generator)):  # fmt: skip
+        G = _polar_module._gram(X)
+        assert torch.equal(G, G.mH)
+        reference = X.mH @ X
+        assert distance(G, reference) <= 10 * eps(X.dtype)
+        square = _polar_module._gram(G)
+        assert torch.equal(square, square.mH)
+        assert distance(square, G @ G) <= 10 * eps(X.dtype)
+    # below the threshold, and in bfloat16 (Muon's rounding), one product
+    small = torch.randn(5, 3, dtype=F64, generator=generator)
+    assert torch.equal(_polar_module._gram(small), (small.mH @ small + (small.mH @ small).mH) / 2)
+    # and the iteration on the block path gives the polar factor
+    A = with_condition_number(n, 1e4, seed=13)
+    result = polar(A)
+    assert result.converged and distance(result.U, svd_polar(A)[0]) <= 1e-11
+    assert backward_error(A, result.U, result.H) <= 1e-13
