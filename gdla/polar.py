@@ -514,6 +514,12 @@ def polar(
       value above 2e-3 into [0.68, 1.21], and later steps keep it there.  It is
       ``converged`` only if it happens to meet ``rtol``.
 
+    Hermitian products.  From order 512 on, the Gram matrices :math:`X^HX` and the
+    squares :math:`G^2` (all methods but Muon in bfloat16) are formed by blocks of 256
+    columns, multiplying only the blocks on and above the diagonal (with four blocks,
+    10 of 16: the rest are their conjugate transposes); each still counts as one
+    product in ``products``.
+
     Stopping rule.  After each iteration the monitored residual
     :math:`r_k = \max_{\text{batch}} \|X_k^H X_k - I\|_F / \sqrt n` (n the smaller
     dimension of A), the root-mean-square departure of :math:`\sigma_i(X_k)^2` from
