@@ -176,9 +176,12 @@ def _estimate_lower(G: torch.Tensor) -> float:
     A Cholesky factorisation of G and ``_LANCZOS_STEPS`` = 8 Lanczos steps on
     ``G^{-1}`` (two triangular solves each, seeded start) estimate
     ``1/λ_min(G)`` from below by the largest Ritz value θ; the estimate is
-    ``θ^{-1/2} / 1.05`` (``_LOWER_MARGIN``), the smallest over the batch.  Where the
-    factorisation fails or ``1/θ < sqrt(n) ε`` (G is numerically singular: rounding
-    errors in G are that large), the estimate is ``(sqrt(n) ε)^(1/2) / 10`` instead.
+    ``θ^{-1/2} / 1.05`` (``_LOWER_MARGIN``), the smallest over the batch, clamped from
+    below at the floor ``(sqrt(n) ε)^(1/2) / 10``: rounding errors in G are about
+    ``sqrt(n) ε``, so a smaller estimate means little.  Where the factorisation fails
+    (G is numerically singular) or θ is not finite and positive, the estimate is the
+    floor.  An estimate between the floor and ``(sqrt(n) ε)^(1/2)`` is kept: it may be
+    rounding, but an ℓ that is somewhat off costs iterations, not convergence.
     """
     n = G.shape[-1]
     floor = math.sqrt(math.sqrt(n) * torch.finfo(G.dtype).eps) / 10
