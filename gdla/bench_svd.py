@@ -959,7 +959,8 @@ def peer_record_section(
         f" CPUs), {plural(record['threads'], 'thread')} for every library, with {libraries}; top-"
         f"{options['k']}, float64, best of {options['repeats']} interleaved rounds. The"
         f" machine's load average over one minute was {_load_words(record['load_before'])}"
-        f" before the run and {_load_words(record['load_after'])} after it; the run took"
+        f" before the run and {_load_words(record['load_after'])} after it (its own threads"
+        f" included); the run took"
         f" {record['seconds']:.0f} s. Command: `{peer_record_command(record)}`.",
         "Time of each method over the fastest one meeting the target (matrix–vector"
         " products in brackets; `fails` gives the closest residual any setting reached):",
