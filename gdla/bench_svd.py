@@ -680,7 +680,7 @@ def describe_grid(method: str, k: int = 10) -> str:
         return f"rtol = target × 10^e, e in {exponents([s['rtol'] for s in settings])}"
     if method in ("arpack", "propack", "lobpcg"):
         positive = [s["tol"] for s in settings if s["tol"] > 0]
-        words = f"tol = √target × 10^e, e in {exponents(positive)}"
+        words = f"tol = sqrt(target) × 10^e, e in {exponents(positive)}"
         if len(positive) < len(settings):
             words += ", then tol = 0 (machine precision)"
         cap = settings[0]["extra"].get("maxiter")
