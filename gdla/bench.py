@@ -629,7 +629,9 @@ def polar_rows(n: int = 256, n_time: int = 1024) -> list[Row]:
         # Interleaved (polar, SVD, one product) after one warm-up call each, three rounds,
         # medians: a slow spell of a shared machine then hits both sides alike.
         calls: tuple[Callable[[], object], ...] = (
-            partial(gdla_polar, A), partial(_svd_polar, A), partial(torch.matmul, A, A)
+            partial(gdla_polar, A),
+            partial(_svd_polar, A),
+            partial(torch.matmul, A, A),
         )
         for call in calls:
             call()
