@@ -33,9 +33,9 @@ from ._tensor import (
     orth,
     safe_divide,
     scale_columns,
-    small_factorisation,
+    small_eigh,
+    small_svd,
     torch_function_mode_active,
-    torch_threads,
 )
 
 __all__ = [
@@ -352,7 +352,7 @@ def lanczos_gram(
             checks.steps += 1
             if j <= k or (not checks.due() and j < max_basis and j < n):
                 continue
-            theta, Y = small_factorisation(torch.linalg.eigh, T[..., :j, :j], UPLO="U")
+            theta, Y = small_eigh(T[..., :j, :j], UPLO="U")
             theta, Y = theta.flip(-1), Y.flip(-1)
             s = theta[..., :k].clamp_min(0).sqrt()
             inverse = torch.where(s > 0, 1 / s, torch.full_like(s, math.inf))
@@ -386,11 +386,8 @@ def lanczos_gram(
                 j = keep
                 return value
 
-    threads = op.vector_threads
-
     def recorded_step() -> float:
-        with torch_threads(threads):
-            value = step()
+        value = step()
         history.append(value)
         return value
 
@@ -406,7 +403,7 @@ def lanczos_gram(
         return None, Outcome(len(history), False, "handed over", history)
     if not outcome.converged and not spans_all:
         # Stopped early (max_iter, callback): the triplets of the latest Ritz vectors.
-        _, Y = small_factorisation(torch.linalg.eigh, T[..., :j, :j], UPLO="U")
+        _, Y = small_eigh(T[..., :j, :j], UPLO="U")
         ritz.update(zip("USV", triplets(Y.flip(-1)[..., :k])[:3], strict=True))
     return (ritz["U"], ritz["S"], ritz["V"]), outcome
 
@@ -530,7 +527,7 @@ def lanczos_two_sided(
             checks.steps += 1
             if j <= k or (not checks.due() and j < max_basis and j < n):
                 continue
-            P, s, Qh = small_factorisation(torch.linalg.svd, B[..., :j, :j])
+            P, s, Qh = small_svd(B[..., :j, :j])
             Q = Qh.mH
             estimates = beta[..., 0, 0] * torch.linalg.vector_norm(P[..., -1, :k], dim=-1)
             value = batch_max(estimates / scale)
@@ -563,15 +560,9 @@ def lanczos_two_sided(
     def exhausted() -> str | None:
         return "the Krylov space is the whole space" if spans_all else None
 
-    threads = op.vector_threads
-
-    def threaded_step() -> float:
-        with torch_threads(threads):
-            return step()
-
     outcome = iterate(
-        function, threaded_step, rtol=rtol, max_iter=max_iter, callback=callback,
-        exhausted=exhausted, done=done,
+        function, step, rtol=rtol, max_iter=max_iter, callback=callback, exhausted=exhausted,
+        done=done,
     )  # fmt: skip
     factors = (ritz["U"], ritz["S"], ritz["V"])
     return factors, outcome

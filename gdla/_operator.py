@@ -65,11 +65,6 @@ _NUMPY_BLOCKED_FROM = 128 << 20
 #: (:func:`numpy_blas_array`).
 _NUMPY_BLAS_DTYPES = (torch.float32, torch.float64)
 
-#: Sparse products with fewer stored entries than this run faster on one torch thread
-#: (torch 2.13, CSR times a vector, 20,000 x 5,000: 1e5 entries 125 against 171 us on
-#: two, 1e6 about even, 3e6 twice as fast on two).
-_THREADED_NNZ = 1 << 20
-
 #: Columns of each Gaussian block that estimates a :class:`LinearOperator`'s
 #: Frobenius norm (one product with ``A`` and one with ``A^H``).
 ESTIMATE_COLUMNS = 8
@@ -283,17 +278,6 @@ class OperatorView:
         """``(X -> A @ X, Y -> A^H @ Y)`` tuned for repeated products with one column."""
         return self.matmul, self.rmatmul
 
-    @property
-    def vector_threads(self) -> int | None:
-        """Torch threads for the steps of a one-column kernel on this matrix, or None (all).
-
-        1 where a step's torch work is too small to share between threads: a dense CPU
-        matrix whose products NumPy's BLAS forms (:func:`numpy_blas_array`; what is left
-        to torch is vector work, and one thread leaves the other core to OpenBLAS), or a
-        CPU sparse matrix with fewer than :data:`_THREADED_NNZ` stored entries.
-        """
-        return None
-
     def gram_vector_product(self) -> GramProduct:
         """``(v, y, w) -> None`` writing ``y = A v`` and ``w = A^H y`` for 1-D ``v`` (one
         matrix, no batch), into the 1-D ``y`` (length m) and ``w`` (length n)."""
@@ -448,10 +432,6 @@ class DenseView(OperatorView):
         return self.A @ X
 
     @property
-    def vector_threads(self) -> int | None:
-        return 1 if numpy_blas_array(self.A) is not None else None
-
-    @property
     def H(self) -> DenseView:
         return DenseView(self.A.mH)
 
@@ -552,11 +532,6 @@ class SparseView(OperatorView):
     def rmatmul(self, Y: torch.Tensor) -> torch.Tensor:
         return self.csr_h @ Y
 
-    @property
-    def vector_threads(self) -> int | None:
-        small = self.device.type == "cpu" and self.values.numel() < _THREADED_NNZ
-        return 1 if small else None
-
     def gram_vector_product(self) -> GramProduct:
         csr, csr_h = self.csr, self.csr_h
 
@@ -638,10 +613,6 @@ class _SwappedView(OperatorView):
     def vector_products(self) -> tuple[Product, Product]:
         times_A, times_AH = self.parent.vector_products()
         return times_AH, times_A
-
-    @property
-    def vector_threads(self) -> int | None:
-        return self.parent.vector_threads
 
     @property
     def H(self) -> OperatorView:

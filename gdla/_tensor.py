@@ -1,14 +1,13 @@
 """Small tensor helpers shared by the solvers: seeded draws, orthonormal bases, batch reductions.
 
-A low floor: it imports only :mod:`torch` and :mod:`gdla._validation`.
+A low floor: it imports only :mod:`numpy`, :mod:`torch` and :mod:`gdla._validation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TypeVar
+from typing import Literal
 
+import numpy as np
 import torch
 
 from ._validation import check_seed
@@ -22,17 +21,17 @@ __all__ = [
     "batch_max",
     "batch_min",
     "scale_columns",
-    "small_factorisation",
-    "torch_threads",
+    "small_eigh",
+    "small_svd",
     "torch_function_mode_active",
     "SMALL_ORDER",
 ]
 
-#: Largest order of the projected matrices that :func:`small_factorisation` factorises on
-#: one thread.
+#: Largest order of the projected matrices that :func:`small_eigh` and :func:`small_svd`
+#: factorise with NumPy on the CPU.
 SMALL_ORDER = 128
 
-_Factors = TypeVar("_Factors")
+_NUMPY_LAPACK_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
 def seeded_generator(function: str, seed: object, device: torch.device) -> torch.Generator:
@@ -80,43 +79,39 @@ def scale_columns(X: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return X * d.to(X.dtype).unsqueeze(-2)
 
 
-def small_factorisation(
-    factorise: Callable[..., _Factors], T: torch.Tensor, *args: object, **kwargs: object
-) -> _Factors:
-    """``factorise(T, *args, **kwargs)`` (e.g. :func:`torch.linalg.eigh`) for a small matrix.
+def small_eigh(T: torch.Tensor, UPLO: Literal["L", "U"] = "L") -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`torch.linalg.eigh` of a small (projected) Hermitian matrix (*, j, j).
 
-    On the CPU a matrix of order at most :data:`SMALL_ORDER` is factorised on one
-    thread: for Krylov methods' projected matrices (orders 20--60), MKL's threaded
-    ``syevd`` and ``gesdd`` spend more time waking and joining threads than
-    computing (torch 2.13, 2 threads, order 40: 0.40 ms against 0.10 ms on one).
+    On the CPU, a matrix of order at most :data:`SMALL_ORDER` goes through NumPy's
+    LAPACK: for the projected matrices of Krylov methods (orders 20--60), MKL's threaded
+    ``syevd`` spends more time waking and joining threads than computing (torch 2.13,
+    2 threads, order 40: 0.40 ms against 0.14 ms).  Lowering torch's thread count
+    instead would change, for a moment, the results of torch calls that other Python
+    threads make.
     """
-    if T.device.type != "cpu" or T.shape[-1] > SMALL_ORDER or torch.get_num_threads() == 1:
-        return factorise(T, *args, **kwargs)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return factorise(T, *args, **kwargs)
-    finally:
-        torch.set_num_threads(threads)
+    if _small_on_cpu(T):
+        values, vectors = np.linalg.eigh(T.resolve_conj().numpy(), UPLO=UPLO)
+        return torch.from_numpy(values), torch.from_numpy(vectors)
+    return torch.linalg.eigh(T, UPLO=UPLO)
 
 
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` torch threads (None, or no fewer than now: unchanged).
+def small_svd(B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`torch.linalg.svd` (``full_matrices=True``) of a small square matrix, as
+    :func:`small_eigh` (NumPy's LAPACK on the CPU, for the same reason)."""
+    if _small_on_cpu(B):
+        U, S, Vh = np.linalg.svd(B.resolve_conj().numpy())
+        return torch.from_numpy(U), torch.from_numpy(S), torch.from_numpy(Vh)
+    return torch.linalg.svd(B)
 
-    For the steps of the one-column Krylov kernels, whose vector operations are too
-    small to share between threads (see :attr:`gdla._operator.OperatorView.vector_threads`).
-    Switching costs about a microsecond.
-    """
-    threads = torch.get_num_threads()
-    if count is None or count >= threads:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+
+def _small_on_cpu(T: torch.Tensor) -> bool:
+    return (
+        T.device.type == "cpu"
+        and T.shape[-1] <= SMALL_ORDER
+        and T.dtype in _NUMPY_LAPACK_DTYPES
+        and not T.requires_grad
+        and not torch_function_mode_active()
+    )
 
 
 def torch_function_mode_active() -> bool:
