@@ -242,9 +242,11 @@ def lanczos_gram(
     ritz: dict[str, torch.Tensor] = {}
     spans_all = False
 
-    # One real matrix on the CPU: the step's vector work in NumPy on the same memory
-    # (NumPy's calls cost a few microseconds, torch's tens, on vectors this short).
-    numpy_steps = flat and op.device.type == "cpu" and not torch_function_mode_active()
+    # Where NumPy's BLAS forms the products (one real dense CPU matrix), the step's vector
+    # work too, on the same memory: NumPy's calls cost a few microseconds, torch's tens,
+    # and a step that mixes the two libraries makes their thread pools compete for the
+    # cores (OpenBLAS's threads spin for a while after each call).
+    numpy_steps = flat and op.numpy_products and not torch_function_mode_active()
     if numpy_steps:
         Vn, GVn, Tn = Vt.numpy(), GVt.numpy(), T.numpy()
         tiny_value = float(tiny_flat)
@@ -377,9 +379,14 @@ def lanczos_gram(
             if j >= max_basis:
                 # Thick restart: keep the leading Ritz vectors and the residual direction
                 # (the next vector); the next step's coefficients restore T's coupling.
-                Vt[..., :keep, :] = Y[..., :keep].mT @ Vt[..., :j, :]
+                if numpy_steps:
+                    Yn = Y[:, :keep].numpy()
+                    Vn[:keep] = Yn.T @ Vn[:j]
+                    GVn[:keep] = Yn.T @ GVn[:j]
+                else:
+                    Vt[..., :keep, :] = Y[..., :keep].mT @ Vt[..., :j, :]
+                    GVt[..., :keep, :] = Y[..., :keep].mT @ GVt[..., :j, :]
                 restarted = True
-                GVt[..., :keep, :] = Y[..., :keep].mT @ GVt[..., :j, :]
                 Vt[..., keep, :] = Vt[..., j, :]
                 T.zero_()
                 T[..., :keep, :keep] = torch.diag_embed(theta[..., :keep].to(op.dtype))

@@ -278,6 +278,12 @@ class OperatorView:
         """``(X -> A @ X, Y -> A^H @ Y)`` tuned for repeated products with one column."""
         return self.matmul, self.rmatmul
 
+    @property
+    def numpy_products(self) -> bool:
+        """Whether :meth:`vector_products` and :meth:`gram_vector_product` go through
+        NumPy's BLAS (:func:`numpy_blas_array`)."""
+        return False
+
     def gram_vector_product(self) -> GramProduct:
         """``(v, y, w) -> None`` writing ``y = A v`` and ``w = A^H y`` for 1-D ``v`` (one
         matrix, no batch), into the 1-D ``y`` (length m) and ``w`` (length n)."""
@@ -430,6 +436,10 @@ class DenseView(OperatorView):
 
     def differentiable_matmul(self, X: torch.Tensor) -> torch.Tensor:
         return self.A @ X
+
+    @property
+    def numpy_products(self) -> bool:
+        return numpy_blas_array(self.A) is not None
 
     @property
     def H(self) -> DenseView:
@@ -613,6 +623,10 @@ class _SwappedView(OperatorView):
     def vector_products(self) -> tuple[Product, Product]:
         times_A, times_AH = self.parent.vector_products()
         return times_AH, times_A
+
+    @property
+    def numpy_products(self) -> bool:
+        return self.parent.numpy_products
 
     @property
     def H(self) -> OperatorView:
