@@ -450,3 +450,16 @@ def test_a_product_counter_sees_the_products_numpy_would_form() -> None:
     # Lanczos forms at least two products with A per step: 2 * 400 * 200 flops each.
     assert counter.flops >= 2 * 2 * 400 * 200 * counted.nit
     assert torch.allclose(plain.S, counted.S, rtol=1e-12, atol=0)
+
+
+def test_sparse_gram_products_with_and_without_scipy_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdla._operator import SparseView
+
+    A = sparse_matrix(300, 120, torch.float64, seed=9).to_sparse_csr()
+    with_scipy = gdla.svd(A, 4, rtol=1e-11)
+    assert as_operator("test", "A", A).numpy_products  # SciPy is installed here
+    monkeypatch.setattr(SparseView, "_scipy_pair", lambda self: None)
+    assert not as_operator("test", "A", A).numpy_products
+    torch_only = gdla.svd(A, 4, rtol=1e-11)
+    assert with_scipy.converged and torch_only.converged
+    assert torch.allclose(with_scipy.S, torch_only.S, rtol=1e-10, atol=0)

@@ -110,8 +110,21 @@ def test_random_singular_systems_with_b_outside_the_range_never_converge(
     if bool((outside < 1e-3).any()):
         return
     result = gdla.solve(A.to(dtype), b.to(dtype), method="cg")
-    assert not result.converged, result.message
     assert bool(torch.isfinite(result.x).all()) or "overflows" in result.message
+    if result.converged:
+        # Stored in floating point, A is singular only to working precision (its smallest
+        # singular value is about eps ||A||, not 0), and CGLS may find the solution of the
+        # matrix as stored: allowed only when x is that, to the backward error asked for,
+        # and x is huge (||A|| ||x|| / ||b|| near the growth limit).  Seen once in
+        # thousands of examples (float64, n = 12, growth 3.7e12).
+        stored, rhs = A.to(dtype).to(F64), b.to(dtype).to(F64)
+        eps = torch.finfo(dtype).eps
+        growth = float((torch.linalg.matrix_norm(stored) * result.x.to(F64).norm(dim=-1)
+                        / rhs.norm(dim=-1)).max())  # fmt: skip
+        assert _backward_error(stored, rhs, result.x.to(F64)) <= 2 * gdla._iterate.default_rtol(
+            dtype
+        )
+        assert growth >= 1e-5 / eps, (result.message, growth)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
