@@ -10,9 +10,12 @@ and whether the promise held.  The book's "Reliability" page prints the table;
 
 Examples
 --------
+The book's "Reliability" page runs this at every build (and fails the build when a
+promise does not hold), so the doctest does not run it a third time:
+
 >>> from gdla import reliability
->>> probes = reliability.run(quick=True)
->>> all(probe.held for probe in probes)
+>>> probes = reliability.run(quick=True)  # doctest: +SKIP
+>>> all(probe.held for probe in probes)  # doctest: +SKIP
 True
 """
 
