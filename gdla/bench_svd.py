@@ -299,6 +299,10 @@ def run_peer(method: str, A: torch.Tensor, k: int, knob: dict[str, Any]) -> tupl
     return _RUNNERS[method](operator, k, knob), count[0]
 
 
+#: The larger step limits (``maxiter``) tried for PROPACK after svds' default of 10 k.
+PROPACK_STEPS = (400,)
+
+
 def _grid(method: str, target: float, k: int, n: int) -> Iterator[dict[str, Any]]:
     """The settings of ``method``, from the loosest (cheapest) to the tightest."""
     if method == "gdla":
@@ -309,10 +313,17 @@ def _grid(method: str, target: float, k: int, n: int) -> Iterator[dict[str, Any]
         # svds passes tol**2 to the eigensolver of A^H A: tol ~ sqrt(target) suffices.
         # LOBPCG: at most 100 iterations (some 6,000 products for k = 10, twenty times
         # what the Lanczos methods need): beyond, it cannot catch up.
+        # PROPACK, as svds runs it, is Lanczos without restarts, stopped after maxiter
+        # steps (default 10 k): where that is too few (flat spectra) it raises, so each
+        # tolerance is also tried with PROPACK_STEPS steps.
         extra = {"maxiter": 100} if method == "lobpcg" else {}
-        for exponent in (0.5, 0, -0.5, -1, -1.5, -2, -3):
-            yield {"tol": math.sqrt(target) * 10.0**exponent, "extra": extra}
-        yield {"tol": 0.0, "extra": extra}  # machine precision
+        steps = (None, *PROPACK_STEPS) if method == "propack" else (None,)
+        for tol in [math.sqrt(target) * 10.0**e for e in (0.5, 0, -0.5, -1, -1.5, -2, -3)] + [0.0]:
+            for cap in steps:  # tol 0: machine precision
+                knob: dict[str, Any] = {"tol": tol, "extra": extra}
+                if cap is not None:
+                    knob.update(maxiter=cap, extra={"maxiter": cap})
+                yield knob
     else:
         # The fewest power iterations, capped at 32: beyond, a block method spends
         # (2 * 32 + 2) * (k + p) products, far more than the Krylov methods need.
@@ -679,11 +690,14 @@ def describe_grid(method: str, k: int = 10) -> str:
     if method == "gdla":
         return f"rtol = target × 10^e, e in {exponents([s['rtol'] for s in settings])}"
     if method in ("arpack", "propack", "lobpcg"):
-        positive = [s["tol"] for s in settings if s["tol"] > 0]
+        positive = list(dict.fromkeys(s["tol"] for s in settings if s["tol"] > 0))
         words = f"tol = sqrt(target) × 10^e, e in {exponents(positive)}"
-        if len(positive) < len(settings):
+        if any(s["tol"] == 0 for s in settings):
             words += ", then tol = 0 (machine precision)"
         cap = settings[0]["extra"].get("maxiter")
+        if method == "propack":
+            limits = ", ".join(str(steps) for steps in PROPACK_STEPS)
+            return words + f"; each with svds' default of 10 k Lanczos steps, then {limits}"
         return words + (f"; at most {cap} iterations" if cap else "")
     key, passes = ("p", "n_iter") if method == "sklearn" else ("q", "niter")
     blocks = list(dict.fromkeys(s[key] - (0 if method == "sklearn" else k) for s in settings))

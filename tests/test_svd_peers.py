@@ -320,3 +320,14 @@ def test_peer_record_infinite_times_survive_and_a_malformed_file_raises(tmp_path
         path.write_text(text, encoding="utf-8")
         with pytest.raises(ValueError, match="is not a gdla.bench_svd record"):
             bench_svd.load_peer_record(path)
+
+
+def test_propack_is_also_tuned_in_its_step_limit() -> None:
+    # svds' PROPACK runs Lanczos without restarts, at most maxiter (default 10 k) steps:
+    # on flat spectra the default raises, so the grid tries each tolerance with more.
+    knobs = list(bench_svd._grid("propack", 1e-10, 10, 1000))
+    limits = {knob.get("maxiter") for knob in knobs}
+    assert limits == {None, *bench_svd.PROPACK_STEPS}
+    capped = [knob for knob in knobs if "maxiter" in knob]
+    assert capped and all(knob["extra"]["maxiter"] == knob["maxiter"] for knob in capped)
+    assert "Lanczos steps" in bench_svd.describe_grid("propack")
