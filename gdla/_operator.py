@@ -19,6 +19,7 @@ A low floor: it imports only :mod:`numpy`, :mod:`torch`, :mod:`gdla._scaling`,
 
 from __future__ import annotations
 
+import abc
 import numbers
 import warnings
 from collections.abc import Callable, Sequence
@@ -239,7 +240,7 @@ def numpy_blas_array(A: torch.Tensor) -> np.ndarray | None:
     return A.detach().numpy()
 
 
-class OperatorView:
+class OperatorView(abc.ABC):
     """What the kernels see: products, shape, dtype, device, Frobenius norm, entries.
 
     ``kind`` is ``"dense"``, ``"sparse"`` or ``"operator"``.  ``shape`` is ``(*, m, n)``
@@ -258,13 +259,13 @@ class OperatorView:
         self._norm: torch.Tensor | None = None
 
     # Products -----------------------------------------------------------------
+    @abc.abstractmethod
     def matmul(self, X: torch.Tensor) -> torch.Tensor:
         """``A @ X`` for ``X`` of shape (*, n, k)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rmatmul(self, Y: torch.Tensor) -> torch.Tensor:
         """``A^H @ Y`` for ``Y`` of shape (*, m, k)."""
-        raise NotImplementedError
 
     def thin_matmul(self, X: torch.Tensor) -> torch.Tensor:
         """``A @ X`` for a block ``X`` of a few tens of columns (see ``DenseView``)."""
@@ -300,9 +301,9 @@ class OperatorView:
         return _Product.apply(X, self)  # type: ignore[no-any-return]
 
     @property
+    @abc.abstractmethod
     def H(self) -> OperatorView:
         """The view of ``A^H``."""
-        raise NotImplementedError
 
     # Facts ----------------------------------------------------------------------
     @property
@@ -320,8 +321,9 @@ class OperatorView:
             self._norm = self._frobenius()
         return self._norm
 
+    @abc.abstractmethod
     def _frobenius(self) -> torch.Tensor:
-        raise NotImplementedError
+        """``||A||_F`` per matrix of the batch (computed once, by :attr:`fro_norm`)."""
 
     def is_hermitian(self) -> bool:
         """Whether ``A = A^H`` (to 100 eps relative, in Frobenius norm, for entries)."""
