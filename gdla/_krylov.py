@@ -219,6 +219,7 @@ def lanczos_gram(
     tiny_flat = tiny[..., 0, 0]
     times_A, times_AH = op.vector_products()
     gram_product = op.gram_vector_product()
+    numpy_gram = op.numpy_gram_vector_product()
 
     # The basis, stored transposed (one contiguous row per vector); row j is the next
     # vector to multiply, rows :j have their products in T's leading j columns.
@@ -246,38 +247,70 @@ def lanczos_gram(
     # work too, on the same memory: NumPy's calls cost a few microseconds, torch's tens,
     # and a step that mixes the two libraries makes their thread pools compete for the
     # cores (OpenBLAS's threads spin for a while after each call).
-    numpy_steps = flat and op.numpy_products and not torch_function_mode_active()
+    # (The step then also keeps beta as a Python float and takes its checks and restarts
+    # in NumPy: a torch call on a small tensor costs as much as Gram--Schmidt itself.)
+    numpy_steps = flat and numpy_gram is not None and not torch_function_mode_active()
     if numpy_steps:
-        Vn, GVn, Tn = Vt.numpy(), GVt.numpy(), T.numpy()
-        tiny_value = float(tiny_flat)
+        Vn, AVn, GVn, Tn = Vt.numpy(), AVt.numpy(), GVt.numpy(), T.numpy()
+        tiny_value, scale_value = float(tiny_flat), float(scale)
+        gram_on_arrays = cast(Callable[..., None], numpy_gram)
+    beta_value = 0.0
 
     def extend_numpy() -> None:
-        nonlocal beta, j
-        gram_product(Vt[j], AVt[j], GVt[j])
+        nonlocal beta_value, j
+        gram_on_arrays(Vn[j], AVn[j], GVn[j])
         Q = Vn[: j + 1]
         w = GVn[j].copy()
         before = math.sqrt(w @ w)
         c = Q @ w
-        w -= Q.T @ c
+        w -= c @ Q
         after = math.sqrt(w @ w)
         broke = False
         if after < _ONE_PASS_KEEPS * before or after <= tiny_value:
             c2 = Q @ w
-            w -= Q.T @ c2
+            w -= c2 @ Q
             c += c2
             after = math.sqrt(w @ w)
             broke = after <= tiny_value
         Tn[: j + 1, j] = c
         j += 1
         if j == n:  # V spans the whole space: the residual is rounding noise
-            beta = torch.zeros_like(beta)
+            beta_value = 0.0
         elif broke:  # an invariant subspace: a fresh direction orthogonal to V
             fresh, _ = _normalise(torch.from_numpy(w)[:, None], Vt[:j], tiny, generator)
-            beta = torch.zeros_like(beta)
+            beta_value = 0.0
             Vt[j] = fresh[:, 0]
         else:
-            beta = torch.tensor(after, dtype=beta.dtype)
+            beta_value = after
             np.divide(w, after, out=Vn[j])
+
+    def ritz_estimate_numpy() -> tuple[torch.Tensor, torch.Tensor, float]:
+        """:func:`ritz_estimate` in NumPy (``numpy_steps``)."""
+        theta, Y = np.linalg.eigh(Tn[:j, :j], UPLO="U")
+        theta, Y = theta[::-1], Y[:, ::-1]
+        s = np.sqrt(np.maximum(theta[:k], 0))
+        inverse = np.divide(1.0, s, out=np.full_like(s, math.inf), where=s > 0)
+        floor = eps * theta[0] * math.sqrt(inverse @ inverse) / scale_value
+        if rtol < GRAM_SAFETY * floor:
+            raise _SquaringLimitError
+        residuals = beta_value * np.abs(Y[j - 1, :k]) * inverse
+        value = math.sqrt(residuals @ residuals) / scale_value
+        return torch.from_numpy(theta.copy()), torch.from_numpy(Y.copy()), value
+
+    def ritz_estimate() -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``T``'s eigenvalues (descending) and eigenvectors, and the estimate; raises
+        :class:`_SquaringLimitError` when rtol is below the squaring's floor."""
+        if numpy_steps:
+            return ritz_estimate_numpy()
+        theta, Y = small_eigh(T[..., :j, :j], UPLO="U")
+        theta, Y = theta.flip(-1), Y.flip(-1)
+        s = theta[..., :k].clamp_min(0).sqrt()
+        inverse = torch.where(s > 0, 1 / s, torch.full_like(s, math.inf))
+        floor = eps * theta[..., 0] * torch.linalg.vector_norm(inverse, dim=-1) / scale
+        if rtol < GRAM_SAFETY * batch_max(floor):
+            raise _SquaringLimitError
+        residuals = beta[..., None] * Y[..., j - 1, :k].abs() * inverse
+        return theta, Y, batch_max(torch.linalg.vector_norm(residuals, dim=-1) / scale)
 
     def extend() -> None:
         nonlocal beta, j
@@ -337,7 +370,13 @@ def lanczos_gram(
         (P, s, V Y Q) and ``A^H P - V Y Q diag(s)``, where ``A^H P = A^H A V Y Q
         diag(s)^-1`` (from the stored products too)."""
         VY = (Y.mT @ Vt[..., :j, :]).mT
-        AVY = (Y.mT @ AVt[..., :j, :]).mT if not restarted else op.thin_matmul(VY)
+        if not restarted:
+            AVY = (Y.mT @ AVt[..., :j, :]).mT
+        elif numpy_steps:  # through the same library as the steps' products
+            matrix = cast(tuple[Any, Any], op.numpy_pair())[0]
+            AVY = torch.from_numpy(np.asarray(matrix @ VY.numpy()))
+        else:
+            AVY = op.thin_matmul(VY)
         P, s, Qh = torch.linalg.svd(AVY, full_matrices=False)
         Q = Qh.mH
         V = VY @ Q
@@ -354,15 +393,7 @@ def lanczos_gram(
             checks.steps += 1
             if j <= k or (not checks.due() and j < max_basis and j < n):
                 continue
-            theta, Y = small_eigh(T[..., :j, :j], UPLO="U")
-            theta, Y = theta.flip(-1), Y.flip(-1)
-            s = theta[..., :k].clamp_min(0).sqrt()
-            inverse = torch.where(s > 0, 1 / s, torch.full_like(s, math.inf))
-            floor = eps * theta[..., 0] * torch.linalg.vector_norm(inverse, dim=-1) / scale
-            if rtol < GRAM_SAFETY * batch_max(floor):
-                raise _SquaringLimitError
-            residuals = beta[..., None] * Y[..., j - 1, :k].abs() * inverse
-            value = batch_max(torch.linalg.vector_norm(residuals, dim=-1) / scale)
+            theta, Y, value = ritz_estimate()
             checks.record(value)
             if value <= rtol or j == n:
                 U, S, V, right = triplets(Y[..., :k])
@@ -383,13 +414,16 @@ def lanczos_gram(
                     Yn = Y[:, :keep].numpy()
                     Vn[:keep] = Yn.T @ Vn[:j]
                     GVn[:keep] = Yn.T @ GVn[:j]
+                    Vn[keep] = Vn[j]
+                    Tn.fill(0)
+                    Tn[range(keep), range(keep)] = theta[:keep].numpy()
                 else:
                     Vt[..., :keep, :] = Y[..., :keep].mT @ Vt[..., :j, :]
                     GVt[..., :keep, :] = Y[..., :keep].mT @ GVt[..., :j, :]
+                    Vt[..., keep, :] = Vt[..., j, :]
+                    T.zero_()
+                    T[..., :keep, :keep] = torch.diag_embed(theta[..., :keep].to(op.dtype))
                 restarted = True
-                Vt[..., keep, :] = Vt[..., j, :]
-                T.zero_()
-                T[..., :keep, :keep] = torch.diag_embed(theta[..., :keep].to(op.dtype))
                 j = keep
                 return value
 

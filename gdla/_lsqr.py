@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ._iterate import Outcome, iterate
-from ._operator import OperatorView, numpy_blas_array, view_of
+from ._operator import OperatorView, numpy_blas_array, numpy_row_blocks, view_of
 
 __all__ = [
     "GolubKahan",
@@ -129,14 +129,11 @@ def dense_products(A: torch.Tensor) -> Products:
 def _numpy_products(array: np.ndarray, dtype: torch.dtype, otherwise: Products) -> Products:
     """The Golub–Kahan products of a real CPU matrix with one right-hand side through
     NumPy's BLAS (see :func:`gdla._operator.numpy_blas_array`: 1.5 times faster than
-    torch's fused products on a 20,000 x 500 float64 matrix here), fused by row blocks
-    like :func:`dense_products` from :data:`FUSED_FROM` bytes; ``otherwise`` for several
+    torch's fused products on a 20,000 x 500 float64 matrix here), fused by the row
+    blocks of :func:`gdla._operator.numpy_row_blocks`; ``otherwise`` for several
     right-hand sides or gradients."""
     m, n = array.shape
-    transposed = array.T
-    rows = max(16, BLOCK_BYTES // max(array.itemsize * n, 1)) if array.nbytes >= FUSED_FROM else m
-    blocks = [(array[i : i + rows], transposed[:, i : i + rows], slice(i, i + rows))
-              for i in range(0, m, rows)]  # fmt: skip
+    blocks = numpy_row_blocks(array, array.T)
 
     def products(
         V: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor

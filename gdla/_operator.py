@@ -47,20 +47,29 @@ __all__ = [
     "view_of",
     "spectral_norm_estimate",
     "ESTIMATE_COLUMNS",
+    "numpy_blas_array",
+    "numpy_gram_product",
+    "numpy_row_blocks",
 ]
 
 Product = Callable[[torch.Tensor], torch.Tensor]
 GramProduct = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+#: The same on 1-D NumPy arrays (:meth:`OperatorView.numpy_pair`).
+NumpyGramProduct = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
 #: Dense matrices of at least this many bytes (larger than a typical last-level cache)
 #: get :meth:`OperatorView.gram_vector_product` by blocks of rows of this many bytes.
 _BLOCKED_FROM = 32 << 20
 _BLOCK_BYTES = 1 << 20
 
-#: NumPy's two whole products beat its blocked fused ones up to about this size (float64,
-#: 2 threads: 4000 x 2000, 64 MB, 4.1 against 4.9 ms; 8000 x 4000, 256 MB, 20--30
-#: against 20 ms).
-_NUMPY_BLOCKED_FROM = 128 << 20
+#: NumPy's fused products (``A_i v``, then ``A_i^H y_i`` while the row block ``A_i`` is
+#: still in the cache) read a large ``A`` from memory once per step instead of twice.
+#: Measured (float64, 2 threads, AMD EPYC with a 32 MB last-level cache; two whole
+#: products against blocks of 1, 2, 4, 8 and 16 MB): blocks of 8 MB were 13--21 %
+#: faster from 8000 x 1000 to 20,000 x 5000 and 20,000 x 500, level at 4000 x 2000 (64
+#: MB), slower below; smaller blocks lose to the cost of each call.
+NUMPY_BLOCK_BYTES = 8 << 20
+NUMPY_FUSED_FROM = 48 << 20
 
 #: Real dtypes whose CPU matrix-vector products go through NumPy's BLAS
 #: (:func:`numpy_blas_array`).
@@ -279,15 +288,34 @@ class OperatorView(abc.ABC):
         """``(X -> A @ X, Y -> A^H @ Y)`` tuned for repeated products with one column."""
         return self.matmul, self.rmatmul
 
+    def numpy_pair(self) -> tuple[Any, Any] | None:
+        """``A`` and ``A^H`` as NumPy arrays or SciPy sparse arrays on ``A``'s memory,
+        whose products with 1-D NumPy vectors the CPU kernels use, or None (the default:
+        torch forms the products).  See :func:`numpy_blas_array` for when and why."""
+        return None
+
     @property
     def numpy_products(self) -> bool:
-        """Whether :meth:`vector_products` and :meth:`gram_vector_product` go through
-        NumPy's BLAS (:func:`numpy_blas_array`)."""
-        return False
+        """Whether :meth:`gram_vector_product` goes through NumPy's BLAS or SciPy
+        (:meth:`numpy_pair`)."""
+        return self.numpy_pair() is not None
+
+    def numpy_gram_vector_product(self) -> NumpyGramProduct | None:
+        """:meth:`gram_vector_product` on 1-D NumPy arrays where :meth:`numpy_pair`
+        exists, else None."""
+        pair = self.numpy_pair()
+        return None if pair is None else numpy_gram_product(*pair)
 
     def gram_vector_product(self) -> GramProduct:
         """``(v, y, w) -> None`` writing ``y = A v`` and ``w = A^H y`` for 1-D ``v`` (one
         matrix, no batch), into the 1-D ``y`` (length m) and ``w`` (length n)."""
+        on_arrays = self.numpy_gram_vector_product()
+        if on_arrays is not None:
+
+            def through_numpy(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
+                on_arrays(v.numpy(), y.numpy(), w.numpy())
+
+            return through_numpy
         times_A, times_AH = self.vector_products()
 
         def product(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
@@ -416,10 +444,8 @@ class DenseView(OperatorView):
     def gram_vector_product(self) -> GramProduct:
         A = self.A
         m, n = A.shape[-2:]
-        array = numpy_blas_array(A)
-        if array is not None:
-            return _numpy_gram_product(array)
-        if A.ndim != 2 or A.device.type != "cpu" or A.element_size() * m * n < _BLOCKED_FROM:
+        if (A.ndim != 2 or A.device.type != "cpu" or A.element_size() * m * n < _BLOCKED_FROM
+                or self.numpy_products):  # fmt: skip
             return super().gram_vector_product()
         # A^H (A v) by blocks of rows small enough to stay in the core's cache between
         # their two products: A is read from memory once per step, not twice (measured,
@@ -439,9 +465,9 @@ class DenseView(OperatorView):
     def differentiable_matmul(self, X: torch.Tensor) -> torch.Tensor:
         return self.A @ X
 
-    @property
-    def numpy_products(self) -> bool:
-        return numpy_blas_array(self.A) is not None
+    def numpy_pair(self) -> tuple[Any, Any] | None:
+        array = numpy_blas_array(self.A)
+        return None if array is None else (array, array.T)  # real: A^H = A^T
 
     @property
     def H(self) -> DenseView:
@@ -482,34 +508,47 @@ def _numpy_vector_products(array: np.ndarray, dtype: torch.dtype) -> tuple[Produ
     return (lambda X: product(array, X)), (lambda Y: product(transposed, Y))
 
 
-def _numpy_gram_product(array: np.ndarray) -> GramProduct:
-    """``y = A v``, ``w = A^H y`` through NumPy's BLAS (see :func:`numpy_blas_array`).
+def numpy_row_blocks(
+    matrix: np.ndarray, adjoint: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, slice]]:
+    """``(A_i, A_i^H, rows_i)`` for the row blocks of :data:`NUMPY_BLOCK_BYTES` in which
+    NumPy's fused products go, or the whole matrix as one block below
+    :data:`NUMPY_FUSED_FROM` bytes (``adjoint`` is ``A^H``, a view of ``A``'s memory)."""
+    m, n = matrix.shape
+    rows = m
+    if matrix.nbytes >= NUMPY_FUSED_FROM:
+        rows = max(16, NUMPY_BLOCK_BYTES // max(matrix.itemsize * n, 1))
+    return [(matrix[i : i + rows], adjoint[:, i : i + rows], slice(i, i + rows))
+            for i in range(0, m, rows)]  # fmt: skip
 
-    For an ``A`` of at least :data:`_NUMPY_BLOCKED_FROM` bytes, by blocks of rows small
-    enough to stay in a core's cache between their two products, so that ``A`` is read
-    from memory once per step, not twice.
-    """
-    m, n = array.shape
-    transposed = array.T
-    if array.nbytes < _NUMPY_BLOCKED_FROM:
 
-        def product(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
-            np.dot(array, v.numpy(), out=y.numpy())
-            np.dot(transposed, y.numpy(), out=w.numpy())
+def numpy_gram_product(matrix: Any, adjoint: Any) -> NumpyGramProduct:
+    """``(v, y, w) -> None`` writing ``y = A v`` and ``w = A^H y`` on 1-D NumPy arrays, for
+    ``A`` and ``A^H`` as :meth:`OperatorView.numpy_pair` gives them; a large dense ``A``
+    fused by :func:`numpy_row_blocks`."""
+    if not isinstance(matrix, np.ndarray):  # a SciPy sparse array: no out= argument
+
+        def sparse(v: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+            y[:] = matrix @ v
+            w[:] = adjoint @ y
+
+        return sparse
+    blocks = numpy_row_blocks(matrix, adjoint)
+    if len(blocks) == 1:
+
+        def product(v: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+            np.dot(matrix, v, out=y)
+            np.dot(adjoint, y, out=w)
 
         return product
-    rows = max(1, _BLOCK_BYTES // (array.itemsize * n))
-    blocks = [(array[i : i + rows], transposed[:, i : i + rows], slice(i, i + rows))
-              for i in range(0, m, rows)]  # fmt: skip
-    partial = np.empty(n, dtype=array.dtype)
+    partial = np.empty(matrix.shape[1], dtype=matrix.dtype)
 
-    def blocked(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
-        v_array, y_array, w_array = v.numpy(), y.numpy(), w.numpy()
-        w_array.fill(0)
-        for block, block_t, where in blocks:
-            np.dot(block, v_array, out=y_array[where])
-            np.dot(block_t, y_array[where], out=partial)
-            w_array += partial
+    def blocked(v: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+        w.fill(0)
+        for block, block_h, where in blocks:
+            np.dot(block, v, out=y[where])
+            np.dot(block_h, y[where], out=partial)
+            w += partial
 
     return blocked
 
@@ -545,11 +584,7 @@ class SparseView(OperatorView):
     def rmatmul(self, Y: torch.Tensor) -> torch.Tensor:
         return self.csr_h @ Y
 
-    @property
-    def numpy_products(self) -> bool:
-        return self._scipy_pair() is not None
-
-    def _scipy_pair(self) -> tuple[Any, Any] | None:
+    def numpy_pair(self) -> tuple[Any, Any] | None:
         """SciPy CSR arrays of ``A`` and ``A^H`` on the same memory, or None.
 
         Why: on the CPU, SciPy's single-threaded CSR product of a vector runs as fast as
@@ -577,15 +612,8 @@ class SparseView(OperatorView):
         return self._scipy
 
     def gram_vector_product(self) -> GramProduct:
-        pair = self._scipy_pair()
-        if pair is not None:
-            csr_array, csr_array_h = pair
-
-            def scipy_product(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
-                y.numpy()[:] = csr_array @ v.numpy()
-                w.numpy()[:] = csr_array_h @ y.numpy()
-
-            return scipy_product
+        if self.numpy_products:
+            return super().gram_vector_product()
         csr, csr_h = self.csr, self.csr_h
 
         # Into the kernel's buffers: no allocation, no copy (about 10 % of a product here).
@@ -667,9 +695,9 @@ class _SwappedView(OperatorView):
         times_A, times_AH = self.parent.vector_products()
         return times_AH, times_A
 
-    @property
-    def numpy_products(self) -> bool:
-        return self.parent.numpy_products
+    def numpy_pair(self) -> tuple[Any, Any] | None:
+        pair = self.parent.numpy_pair()
+        return None if pair is None else (pair[1], pair[0])
 
     @property
     def H(self) -> OperatorView:

@@ -419,6 +419,31 @@ def test_numpy_products_are_the_products_to_rounding() -> None:
     assert close(adjoint, A.mT @ W, norm * float(W.norm()))
 
 
+@pytest.mark.parametrize("blocked", [False, True])
+def test_numpy_gram_products_of_a_view_and_its_adjoint(
+    monkeypatch: pytest.MonkeyPatch, blocked: bool
+) -> None:
+    from gdla import _operator
+
+    if blocked:  # the row-blocked fused product that large matrices take
+        monkeypatch.setattr(_operator, "NUMPY_FUSED_FROM", 0)
+        # Blocks of 17 rows: the last one is shorter.
+        monkeypatch.setattr(_operator, "NUMPY_BLOCK_BYTES", 17 * 8 * 120)
+    A = torch.randn(300, 120, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    sparse = sparse_matrix(300, 120, torch.float64, seed=4).to_sparse_csr()
+    for matrix in (A, sparse):
+        view = view_of(matrix) if matrix.layout == torch.strided else as_operator("t", "A", matrix)
+        for side in (view, view.H):  # view.H: the wide matrix's products, swapped
+            M = side.dense()
+            rows, cols = M.shape
+            v = torch.randn(cols, dtype=A.dtype)
+            y, w = torch.empty(rows, dtype=A.dtype), torch.empty(cols, dtype=A.dtype)
+            side.numpy_gram_vector_product()(v.numpy(), y.numpy(), w.numpy())
+            scale = float(torch.linalg.matrix_norm(M)) ** 2 * float(v.norm())
+            assert float((w - M.mT @ (M @ v)).norm()) <= 1e-13 * scale
+            assert float((y - M @ v).norm()) <= 1e-13 * scale
+
+
 @pytest.mark.parametrize(
     "case", ["complex", "batched", "strided", "subclass", "float16-like", "requires-grad-ok"]
 )
@@ -458,7 +483,7 @@ def test_sparse_gram_products_with_and_without_scipy_agree(monkeypatch: pytest.M
     A = sparse_matrix(300, 120, torch.float64, seed=9).to_sparse_csr()
     with_scipy = gdla.svd(A, 4, rtol=1e-11)
     assert as_operator("test", "A", A).numpy_products  # SciPy is installed here
-    monkeypatch.setattr(SparseView, "_scipy_pair", lambda self: None)
+    monkeypatch.setattr(SparseView, "numpy_pair", lambda self: None)
     assert not as_operator("test", "A", A).numpy_products
     torch_only = gdla.svd(A, 4, rtol=1e-11)
     assert with_scipy.converged and torch_only.converged
