@@ -335,6 +335,12 @@ class OperatorView(abc.ABC):
 
     # Facts ----------------------------------------------------------------------
     @property
+    def product_bytes(self) -> int | None:
+        """About how many bytes of ``A`` one product with a vector reads (one matrix of
+        the batch), or None where unknown (an operator)."""
+        return None
+
+    @property
     def batch(self) -> torch.Size:
         return self.shape[:-2]
 
@@ -468,6 +474,10 @@ class DenseView(OperatorView):
     def numpy_pair(self) -> tuple[Any, Any] | None:
         array = numpy_blas_array(self.A)
         return None if array is None else (array, array.T)  # real: A^H = A^T
+
+    @property
+    def product_bytes(self) -> int | None:
+        return self.A.element_size() * self.shape[-2] * self.shape[-1]
 
     @property
     def H(self) -> DenseView:
@@ -611,6 +621,10 @@ class SparseView(OperatorView):
             )
         return self._scipy
 
+    @property
+    def product_bytes(self) -> int | None:
+        return self.values.numel() * (self.values.element_size() + 8)  # values, column indices
+
     def gram_vector_product(self) -> GramProduct:
         if self.numpy_products:
             return super().gram_vector_product()
@@ -698,6 +712,10 @@ class _SwappedView(OperatorView):
     def numpy_pair(self) -> tuple[Any, Any] | None:
         pair = self.parent.numpy_pair()
         return None if pair is None else (pair[1], pair[0])
+
+    @property
+    def product_bytes(self) -> int | None:
+        return self.parent.product_bytes
 
     @property
     def H(self) -> OperatorView:

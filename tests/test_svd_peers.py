@@ -331,3 +331,19 @@ def test_propack_is_also_tuned_in_its_step_limit() -> None:
     capped = [knob for knob in knobs if "maxiter" in knob]
     assert capped and all(knob["extra"]["maxiter"] == knob["maxiter"] for knob in capped)
     assert "Lanczos steps" in bench_svd.describe_grid("propack")
+
+
+def test_checks_come_closer_together_as_products_get_dearer() -> None:
+    from gdla._krylov import max_check_gap
+    from gdla._operator import as_operator, view_of
+
+    def gap(m: int, n: int) -> int:  # a dense float64 view, without allocating m x n
+        return max_check_gap(view_of(torch.zeros((), dtype=F64).expand(m, n)))
+
+    assert gap(2000, 1000) == 16  # 16 MB: a check costs about a step
+    assert gap(4000, 2000) == 8 and gap(8000, 4000) == 4 and gap(40000, 20000) == 4
+    sparse = torch.eye(300, dtype=F64).to_sparse()
+    assert max_check_gap(as_operator("t", "A", sparse)) == 16
+    M = torch.randn(30, 20, dtype=F64)
+    operator = gdla.LinearOperator((30, 20), lambda X: M @ X, lambda Y: M.mT @ Y, dtype=F64)
+    assert max_check_gap(as_operator("t", "A", operator)) == 16  # cost unknown
