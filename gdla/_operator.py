@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._scaling import ldexp, power_of_two_exponent
+from ._scaling import exponent_and_norm, ldexp
 from ._tensor import torch_function_mode_active
 from ._validation import (
     SUPPORTED_DTYPES,
@@ -941,5 +941,8 @@ def rescaled(op: OperatorView) -> tuple[OperatorView, torch.Tensor]:
     squares would overflow or underflow; ``e = 0`` for a LinearOperator (no entries)."""
     if op.kind == "operator":
         return op, torch.zeros(op.batch, dtype=torch.int64, device=op.device)
-    exponent = power_of_two_exponent(op.entry_matrix())
-    return op.map_entries(lambda T: ldexp(T, exponent[..., None, None])), exponent
+    exponent, norm = exponent_and_norm(op.entry_matrix())
+    scaled = op.map_entries(lambda T: ldexp(T, exponent[..., None, None]))
+    if scaled is op and op._norm is None and norm.shape == op.batch:
+        op._norm = norm  # unscaled: the norm just read is A's (one pass over A, not two)
+    return scaled, exponent

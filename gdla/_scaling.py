@@ -19,7 +19,7 @@ import math
 
 import torch
 
-__all__ = ["power_of_two_exponent", "ldexp"]
+__all__ = ["power_of_two_exponent", "exponent_and_norm", "ldexp"]
 
 
 def _largest_step(dtype: torch.dtype) -> int:
@@ -29,7 +29,16 @@ def _largest_step(dtype: torch.dtype) -> int:
 
 
 def power_of_two_exponent(A: torch.Tensor) -> torch.Tensor:
-    """An exponent ``e`` per matrix of the batch (int64, shape (*)) to multiply ``A`` by ``2**e``.
+    """An exponent ``e`` per matrix of the batch (int64, shape (*)) to multiply ``A`` by ``2**e``;
+    see :func:`exponent_and_norm`."""
+    return exponent_and_norm(A)[0]
+
+
+def exponent_and_norm(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`power_of_two_exponent` and the Frobenius norm of ``A`` (shape (*)) it read,
+    for a caller that needs both from one pass over ``A``.
+
+    The exponent ``e`` per matrix of the batch (int64, shape (*)) multiplies ``A`` by ``2**e``.
 
     0 when the Frobenius norm of ``A`` (*, m, n) lies safely inside the dtype's range,
     between ``tiny**0.125`` and ``max**0.125`` (the usual case, which costs one pass over
@@ -43,10 +52,10 @@ def power_of_two_exponent(A: torch.Tensor) -> torch.Tensor:
     safe = torch.isfinite(norm) & (norm >= info.tiny**0.125) & (norm <= info.max**0.125)
     zero = torch.zeros(norm.shape, dtype=torch.int64, device=A.device)
     if bool(safe.all()):
-        return zero
+        return zero, norm
     largest = A.abs().amax(dim=(-2, -1))
     _, exponent = torch.frexp(largest)  # largest = mantissa * 2**exponent, mantissa in [0.5, 1)
-    return torch.where(safe | (largest == 0), zero, -exponent.to(torch.int64))
+    return torch.where(safe | (largest == 0), zero, -exponent.to(torch.int64)), norm
 
 
 def ldexp(T: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
