@@ -330,7 +330,8 @@ def _grid(method: str, target: float, k: int, n: int) -> Iterator[dict[str, Any]
     else:
         # The fewest power iterations, capped at 32: beyond, a block method spends
         # (2 * 32 + 2) * (k + p) products, far more than the Krylov methods need.
-        for p in (10, 40):
+        # The oversamplings of bench.py's svd_lowrank tuning (blocks of k + 10 to k + 70).
+        for p in (10, 20, 40, 70):
             if k + p > n:
                 continue
             for count in (0, 1, 2, 3, 4, 6, 8, 11, 16, 22, 32):
@@ -709,10 +710,8 @@ def describe_grid(method: str, k: int = 10) -> str:
         cap = settings[0]["extra"].get("maxiter")
         if method == "propack":
             limits = ", ".join(str(steps) for steps in PROPACK_STEPS)
-            return (
-                words
-                + f"; each with svds' default limit of 10 k = {10 * k} Lanczos steps, then {limits}"
-            )
+            default = f"svds' default limit of 10 × k = {10 * k} Lanczos steps"
+            return words + f"; each with {default}, then {limits}"
         return words + (f"; at most {cap} iterations" if cap else "")
     key, passes = ("p", "n_iter") if method == "sklearn" else ("q", "niter")
     blocks = list(dict.fromkeys(s[key] - (0 if method == "sklearn" else k) for s in settings))

@@ -277,18 +277,36 @@ def context(browser: object) -> Iterator[object]:
     context.close()
 
 
+@pytest.fixture(scope="module")
+def opened(context: object) -> Iterator[dict[str, Visit]]:
+    """Pages loaded once (a chapter takes about two seconds to load and typeset) and kept
+    open for the tests that only read them, by URL; closed at the end of the module."""
+    pages: dict[str, Visit] = {}
+    yield pages
+    for result in pages.values():
+        result.page.close()
+
+
+def open_once(
+    opened: dict[str, Visit], context: object, url: str, site_root: str, redirect: str | None = None
+) -> Visit:
+    """:func:`visit`, or the visit of ``url`` an earlier test of this module made."""
+    if url not in opened:
+        opened[url] = visit(context, url, site_root, redirect)
+    return opened[url]
+
+
 def test_every_page_loads_offline_with_math_and_images(
-    html_dir: Path, site: str, context: object
+    html_dir: Path, site: str, context: object, opened: dict[str, Visit]
 ) -> None:
     problems = []
     typeset_pages = 0
     for name in site_pages(html_dir):
         # index.html redirects to the root document
         redirect = f"{site}{toc_docnames()[0]}.html" if name == "index.html" else None
-        result = visit(context, site + name, site, redirect)
+        result = open_once(opened, context, site + name, site, redirect)
         problems += check_page(result, name)
         typeset_pages += result.page.locator("mjx-container").count() > 0
-        result.page.close()
     assert not problems, "\n".join(problems)
     assert typeset_pages >= len(NOTEBOOKS), "MathJax typeset fewer pages than there are chapters"
 
@@ -327,12 +345,14 @@ def test_search_finds_gradient(site: str, context: object) -> None:
 
 
 @pytest.mark.parametrize("chapter", NOTEBOOKS)
-def test_launch_download_and_copy_buttons(site: str, context: object, chapter: str) -> None:
+def test_launch_download_and_copy_buttons(
+    site: str, context: object, opened: dict[str, Visit], chapter: str
+) -> None:
     repository, branch = CONFIG["repository"]["url"], CONFIG["repository"]["branch"]
     owner_repo = urlsplit(repository).path.strip("/")
     launch = CONFIG["launch_buttons"]
     interface = {"jupyterlab": "lab/tree", "classic": "tree"}[launch["notebook_interface"]]
-    page = visit(context, f"{site}{chapter}.html", site).page
+    page = open_once(opened, context, f"{site}{chapter}.html", site).page
     hrefs = [link.get_attribute("href") for link in page.locator("a[href]").all()]
 
     binder = (
@@ -360,7 +380,6 @@ def test_launch_download_and_copy_buttons(site: str, context: object, chapter: s
 
     copy_buttons = page.locator("button.copybtn").count()
     code_blocks = page.locator("div.cell_input pre").count()
-    page.close()
     assert code_blocks > 0 and copy_buttons >= code_blocks
 
 
