@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ._iterate import Outcome, iterate
-from ._operator import OperatorView, view_of
+from ._operator import OperatorView, numpy_gram_product, view_of
 from ._tensor import (
     batch_max,
     orth,
@@ -134,7 +134,8 @@ def max_check_gap(op: OperatorView) -> int:
     cost more, down to 4.  A late check wastes up to a gap of steps while checks cost
     the same whatever the matrix, so the gap that balances the two shrinks like the
     square root of a check's cost over a step's.  (Measured, top 10 to 1e-10 of 4000 x
-    2000 float64 matrices, 64 MB: a gap of 8 was 5--9 % faster than 16.)"""
+    2000 float64 matrices, 64 MB, at a fixed rtol: a gap of 8 was 1--9 % faster than 16
+    in one interleaved run; with rtol tuned to each target the steps barely change.)"""
     size = op.product_bytes
     if size is None or size <= _CHECK_BYTES:
         return _MAX_CHECK_GAP
@@ -238,7 +239,6 @@ def lanczos_gram(
     tiny_flat = tiny[..., 0, 0]
     times_A, times_AH = op.vector_products()
     gram_product = op.gram_vector_product()
-    numpy_gram = op.numpy_gram_vector_product()
 
     # The basis, stored transposed (one contiguous row per vector); row j is the next
     # vector to multiply, rows :j have their products in T's leading j columns.
@@ -268,11 +268,12 @@ def lanczos_gram(
     # cores (OpenBLAS's threads spin for a while after each call).
     # (The step then also keeps beta as a Python float and takes its checks and restarts
     # in NumPy: a torch call on a small tensor costs as much as Gram--Schmidt itself.)
-    numpy_steps = flat and numpy_gram is not None and not torch_function_mode_active()
-    if numpy_steps:
+    arrays = op.numpy_pair() if flat else None  # A and A^H on NumPy's (or SciPy's) side
+    numpy_steps = arrays is not None and not torch_function_mode_active()
+    if arrays is not None:
+        gram_on_arrays = numpy_gram_product(*arrays)
         Vn, AVn, GVn, Tn = Vt.numpy(), AVt.numpy(), GVt.numpy(), T.numpy()
         tiny_value, scale_value = float(tiny_flat), float(scale)
-        gram_on_arrays = cast(Callable[..., None], numpy_gram)
     beta_value = 0.0
 
     def extend_numpy() -> None:
@@ -391,9 +392,8 @@ def lanczos_gram(
         VY = (Y.mT @ Vt[..., :j, :]).mT
         if not restarted:
             AVY = (Y.mT @ AVt[..., :j, :]).mT
-        elif numpy_steps:  # through the same library as the steps' products
-            matrix = cast(tuple[Any, Any], op.numpy_pair())[0]
-            AVY = torch.from_numpy(np.asarray(matrix @ VY.numpy()))
+        elif arrays is not None and numpy_steps:  # the same library as the steps' products
+            AVY = torch.from_numpy(np.asarray(arrays[0] @ VY.numpy()))
         else:
             AVY = op.thin_matmul(VY)
         P, s, Qh = torch.linalg.svd(AVY, full_matrices=False)

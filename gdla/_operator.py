@@ -300,17 +300,12 @@ class OperatorView(abc.ABC):
         (:meth:`numpy_pair`)."""
         return self.numpy_pair() is not None
 
-    def numpy_gram_vector_product(self) -> NumpyGramProduct | None:
-        """:meth:`gram_vector_product` on 1-D NumPy arrays where :meth:`numpy_pair`
-        exists, else None."""
-        pair = self.numpy_pair()
-        return None if pair is None else numpy_gram_product(*pair)
-
     def gram_vector_product(self) -> GramProduct:
         """``(v, y, w) -> None`` writing ``y = A v`` and ``w = A^H y`` for 1-D ``v`` (one
         matrix, no batch), into the 1-D ``y`` (length m) and ``w`` (length n)."""
-        on_arrays = self.numpy_gram_vector_product()
-        if on_arrays is not None:
+        pair = self.numpy_pair()
+        if pair is not None:
+            on_arrays = numpy_gram_product(*pair)
 
             def through_numpy(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
                 on_arrays(v.numpy(), y.numpy(), w.numpy())

@@ -438,7 +438,7 @@ def test_numpy_gram_products_of_a_view_and_its_adjoint(
             rows, cols = M.shape
             v = torch.randn(cols, dtype=A.dtype)
             y, w = torch.empty(rows, dtype=A.dtype), torch.empty(cols, dtype=A.dtype)
-            side.numpy_gram_vector_product()(v.numpy(), y.numpy(), w.numpy())
+            _operator.numpy_gram_product(*side.numpy_pair())(v.numpy(), y.numpy(), w.numpy())
             scale = float(torch.linalg.matrix_norm(M)) ** 2 * float(v.norm())
             assert float((w - M.mT @ (M @ v)).norm()) <= 1e-13 * scale
             assert float((y - M @ v).norm()) <= 1e-13 * scale
