@@ -416,9 +416,16 @@ def _gmres_ir_method(
     callback: Callback | None,
     options: Mapping[str, object] | None,
 ) -> tuple[torch.Tensor, Outcome]:
-    """GMRES-IR with a low-precision LU preconditioner (see :mod:`gdla._refine`)."""
+    """GMRES-IR with a low-precision LU preconditioner (see :mod:`gdla._refine`); not
+    converged when x has grown past the growth limit, as for the other methods: on a
+    singular A with b outside its range, a huge x can have a tiny normwise backward
+    error (it solves a nearby singular system), which says nothing of Ax = b."""
     chosen = check_options(FUNCTION, "gmres-ir", options, ("restart",))
-    return _refine.gmres_ir(FUNCTION, A.dense(), B, rtol, max_iter, callback, chosen)
+    X, outcome = _refine.gmres_ir(FUNCTION, A.dense(), B, rtol, max_iter, callback, chosen)
+    reason = _Growth(A, B).reason(X) if outcome.converged else None
+    if reason is not None:
+        outcome = Outcome(outcome.nit, False, f"{outcome.message}; but {reason}", outcome.history)
+    return X, outcome
 
 
 _METHODS = {

@@ -470,3 +470,21 @@ def test_a_result_without_grad_stays_a_plain_tensor() -> None:
     assert not gdla.solve(A, torch.ones(4, dtype=F64)).x.requires_grad
     with torch.no_grad():
         assert not gdla.inverse(A.clone().requires_grad_()).X.requires_grad
+
+
+def test_gmres_ir_is_not_converged_when_x_grows_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On the rank-one system of _exactly_singular, complex128, one CI run's GMRES-IR
+    # returned an x of size 1e15 with normwise backward error 2e-17 and said converged.
+    from gdla import _refine
+    from gdla._iterate import Outcome
+
+    A, b, _ = _exactly_singular()["rank one, not Hermitian"]
+    huge = torch.full((3, 1), 1e15, dtype=F64)
+    monkeypatch.setattr(
+        _refine, "gmres_ir", lambda *args: (huge, Outcome(5, True, "converged: residual 2e-17"))
+    )
+    result = gdla.solve(A, b, method="gmres-ir")
+    assert not result.converged
+    assert "singular" in result.message and result.message.startswith("converged: residual")
