@@ -7,7 +7,9 @@ process, and reports their ratio. The ratio is not free of the machine: two
 methods of different kinds (a LAPACK factorisation, a loop of matrix products,
 Python overhead) run at different speeds per flop on different CPUs and thread
 counts, so a ratio is this machine's, reported with :func:`machine`'s facts.
-Timings are the median of repeats, after a warm-up call (:func:`median_time`).
+Timings are the median of repeats, after a warm-up call (:func:`median_time`); where
+two times are compared closely (least squares against ``gels``), the two are timed in
+turns (:func:`interleaved_medians`).
 
 The rows check the performance goals of the package:
 
@@ -49,7 +51,7 @@ import re
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -87,6 +89,7 @@ __all__ = [
     "machine",
     "git_commit",
     "median_time",
+    "interleaved_medians",
     "main",
 ]
 
@@ -190,6 +193,31 @@ def median_time(
         synchronize()
         samples.append((time.perf_counter() - start) / calls)
     return statistics.median(samples)
+
+
+def interleaved_medians(
+    functions: Mapping[str, Callable[[], object]], repeats: int = 5
+) -> dict[str, float]:
+    """Median wall-clock seconds of one call of each function, the calls taken in turns.
+
+    One untimed warm-up call of each, then ``repeats`` rounds of one timed call of each
+    in the order given: a slow spell of the machine (another process, a change of clock
+    speed) then slows every function's sample of that round, not one function's whole
+    series, so the ratio of two medians is steadier than with :func:`median_time` run
+    for one function after the other.  For calls of milliseconds or more.
+    """
+    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    for function in functions.values():
+        function()
+    synchronize()
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            synchronize()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 _BLAS_NAMES = {"mkl": "MKL", "open": "OpenBLAS", "accelerate": "Accelerate", "eigen": "Eigen"}
@@ -462,8 +490,8 @@ def least_squares_rows(
         gels = partial(torch.linalg.lstsq, A, b.unsqueeze(-1), driver="gels")
         reference = gels().solution.squeeze(-1)
         error, reference_error = _forward_error(result.x, x), _forward_error(reference, x)
-        seconds = median_time(partial(solve, A, b), repeats=3)
-        lstsq = median_time(gels, repeats=3)
+        medians = interleaved_medians({"gdla": partial(solve, A, b), "gels": gels}, repeats=5)
+        seconds, lstsq = medians["gdla"], medians["gels"]
         rows.append(
             Row(f"least squares, {m}x{n}, cond {cond:.0e}, forward error", result.method,
                 result.nit, error, seconds, "torch.linalg.lstsq (gels)", lstsq,

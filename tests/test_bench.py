@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +45,26 @@ def test_median_time_loops_short_calls_and_reports_one_call(
     monkeypatch.setattr(bench.time, "perf_counter", clock)
     assert bench.median_time(clock.work, repeats=3, sample=2e-3) == pytest.approx(1e-4)
     assert clock.calls == 1 + 3 * 20  # each sample fills 2 ms with 20 calls of 0.1 ms
+
+
+def test_interleaved_medians_take_the_calls_in_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A slow spell during the second round slows both functions' samples of that round,
+    # and the median of each drops it; the warm-up calls (first two) are not timed.
+    order: list[str] = []
+    durations = iter([9.0, 9.0, 1.0, 2.0, 5.0, 10.0, 1.0, 2.0, 1.0, 2.0])
+    clock = FakeClock(durations)
+    monkeypatch.setattr(bench.time, "perf_counter", clock)
+
+    def timed(name: str) -> Callable[[], None]:
+        def call() -> None:
+            order.append(name)
+            clock.work()
+
+        return call
+
+    medians = bench.interleaved_medians({"a": timed("a"), "b": timed("b")}, repeats=4)
+    assert medians == pytest.approx({"a": 1.0, "b": 2.0})
+    assert order == ["a", "b"] * 5
 
 
 def test_machine_names_what_a_timing_depends_on() -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import gdla
-from gdla import solve
+from gdla import _sketch, solve
 from gdla.matrices import random_orthonormal, with_condition_number, with_singular_values
 
 F64, F32, C64, C128 = torch.float64, torch.float32, torch.complex64, torch.complex128
@@ -215,6 +215,34 @@ def test_sketch_is_backward_stable(cond: float, residual: float) -> None:
     eps = torch.finfo(F64).eps
     assert karlson_walden(A, result.x, b) <= 4 * eps
     assert karlson_walden(A, qr, b) <= 4 * eps
+
+
+@pytest.mark.parametrize("dtype", [F64, C128])
+def test_cholesky_factor_preconditions_like_householder_qr(dtype: torch.dtype) -> None:
+    # Batched (a batch of two), real and complex: R^H R is the Gram matrix and S A R^-1
+    # is orthonormal to the loss of orthogonality that the check allows.
+    SA = with_condition_number(30, 1e5, m=240, seed=8).to(dtype)
+    SA = torch.stack([SA, 2 * SA.flip(-2)])
+    factor = _sketch.cholesky_factor(SA)
+    assert factor is not None
+    R, G = factor
+    assert torch.allclose(R.mH @ R, G, rtol=0, atol=1e-12 * float(G.abs().max()))
+    assert torch.equal(R, R.triu())
+    Q = torch.linalg.solve_triangular(R, SA, upper=True, left=False)
+    loss = torch.linalg.matrix_norm(Q.mH @ Q - torch.eye(30, dtype=dtype), ord=2)
+    assert float(loss.max()) <= _sketch.CHOLESKY_LOSS
+
+
+def test_cholesky_factor_gives_way_to_householder_where_squaring_loses_orthogonality() -> None:
+    # kappa^2 u is about 1e2 at kappa = 1e9: Cholesky QR's R would not precondition.
+    A = with_condition_number(30, 1e9, m=3000, seed=9)
+    assert _sketch.cholesky_factor(A) is None
+    b = inconsistent(A, randn(30, seed=9), 1e-3, seed=9)
+    result = solve(A, b)
+    assert result.converged and "Householder QR" in result.message, result.message
+    well = with_condition_number(30, 1e3, m=3000, seed=9)
+    assert "Cholesky QR" in solve(well, b).message
+    assert _sketch.cholesky_factor(torch.zeros(40, 5, dtype=F64)) is None  # rank 0: fails
 
 
 def test_sketch_without_sketching_when_the_matrix_is_short() -> None:
