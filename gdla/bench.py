@@ -57,6 +57,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import matrices
@@ -241,10 +242,39 @@ def _blas_library(config: str) -> str:
     return f"{blas} (LAPACK: {names['LAPACK']})"
 
 
+def _numpy_blas() -> str:
+    """NumPy's BLAS as its build records it, e.g. ``'scipy-openblas 0.3.31.188.0'``, or
+    ``'unknown'`` (a NumPy older than 1.26 does not say)."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]  # type: ignore[index]
+        return f"{blas['name']} {blas['version']}"
+    except (KeyError, TypeError, AttributeError):
+        return "unknown"
+
+
+def _largest_cache() -> str:
+    """CPU 0's largest cache as Linux's sysfs describes it, e.g. ``'L3 32768K shared by
+    CPUs 0-1'``, or ``'unknown'`` elsewhere: whether a matrix fits in it decides the
+    speed of the memory-bound products of the iterative methods."""
+    best: tuple[int, str] | None = None
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            size = (index / "size").read_text().strip()
+            shared = (index / "shared_cpu_list").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if best is None or level > best[0]:
+            best = (level, f"L{level} {size} shared by CPUs {shared}")
+    return best[1] if best else "unknown"
+
+
 def machine() -> dict[str, str | int]:
-    """The facts a timing depends on: CPU model, logical CPUs, torch threads and versions,
-    the BLAS/LAPACK library torch calls (``'blas'``, e.g. ``'MKL 2024.2 (LAPACK: MKL)'``)
-    and the vector instructions its kernels use (``'simd'``, e.g. ``'AVX512'``)."""
+    """The facts a timing depends on: CPU model, logical CPUs, its largest cache
+    (``'cache'``), torch threads and versions, the BLAS/LAPACK library torch calls
+    (``'blas'``, e.g. ``'MKL 2024.2 (LAPACK: MKL)'``), NumPy's BLAS, which forms the
+    products of :func:`gdla.svd` and the LSQR steps on the CPU (``'numpy_blas'``), and the
+    vector instructions torch's kernels use (``'simd'``, e.g. ``'AVX512'``)."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -257,9 +287,11 @@ def machine() -> dict[str, str | int]:
     return {
         "cpu": model,
         "cpus": os.cpu_count() or 1,
+        "cache": _largest_cache(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "blas": _blas_library(torch.__config__.show()),
+        "numpy_blas": _numpy_blas(),
         "simd": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
         "system": platform.system(),

@@ -982,9 +982,15 @@ def peer_record_section(
     libraries = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
     commit = f" at commit `{record['commit']}`" if record["commit"] else ""
     options = record["options"]
+    # (Records before the machine facts named the cache and NumPy's BLAS lack them.)
+    hardware = [f"{facts['cpus']} logical CPUs"]
+    if facts.get("cache"):
+        hardware.append(f"largest cache {facts['cache']}")
+    if facts.get("numpy_blas"):
+        hardware.append(f"NumPy on {facts['numpy_blas']}")
     parts = [
-        f"Recorded on {record['date']}{commit}, on {facts['cpu']} ({facts['cpus']} logical"
-        f" CPUs), {plural(record['threads'], 'thread')} for every library, with {libraries}; top-"
+        f"Recorded on {record['date']}{commit}, on {facts['cpu']} ({', '.join(hardware)}),"
+        f" {plural(record['threads'], 'thread')} for every library, with {libraries}; top-"
         f"{options['k']}, float64, best of {options['repeats']} interleaved rounds. The"
         f" machine's load average over one minute was {_load_words(record['load_before'])}"
         f" before the run and {_load_words(record['load_after'])} after it (its own threads"

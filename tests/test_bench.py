@@ -75,6 +75,11 @@ def test_machine_names_what_a_timing_depends_on() -> None:
     assert isinstance(facts["cpus"], int) and facts["cpus"] >= 1
     assert facts["blas"] == bench._blas_library(torch.__config__.show())
     assert facts["simd"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(facts["numpy_blas"], str) and facts["numpy_blas"]
+    cache = Path("/sys/devices/system/cpu/cpu0/cache")
+    if cache.is_dir():  # Linux: the largest level, with its size
+        levels = [int((index / "level").read_text()) for index in cache.glob("index*")]
+        assert str(facts["cache"]).startswith(f"L{max(levels)} ")
     assert {"python", "system"} <= facts.keys()
 
 
