@@ -36,6 +36,7 @@ from ._validation import (
     NonFiniteError,
     OptionError,
     ShapeError,
+    check_finite,
     check_matrix,
 )
 
@@ -903,7 +904,13 @@ def as_operator(function: str, name: str, A: object, *, seed: int = 0) -> Operat
                          type(A).__name__)  # fmt: skip
     if A.layout != torch.strided and A.device.type != "meta":
         return _sparse_view(function, name, A)
-    return DenseView(check_matrix(function, name, A))
+    dense = DenseView(check_matrix(function, name, A, finite=False))
+    # One pass over A for both its Frobenius norm, which every method reads, and the
+    # check that its entries are finite: a finite norm proves them finite; only an
+    # infinite or NaN norm (a non-finite entry, or an overflow) needs the full check.
+    if A.numel() and not bool(torch.isfinite(dense.fro_norm).all()):
+        check_finite(function, name, A)
+    return dense
 
 
 def view_of(A: torch.Tensor | OperatorView) -> OperatorView:
@@ -936,7 +943,7 @@ def rescaled(op: OperatorView) -> tuple[OperatorView, torch.Tensor]:
     squares would overflow or underflow; ``e = 0`` for a LinearOperator (no entries)."""
     if op.kind == "operator":
         return op, torch.zeros(op.batch, dtype=torch.int64, device=op.device)
-    exponent, norm = exponent_and_norm(op.entry_matrix())
+    exponent, norm = exponent_and_norm(op.entry_matrix(), op._norm)
     scaled = op.map_entries(lambda T: ldexp(T, exponent[..., None, None]))
     if scaled is op and op._norm is None and norm.shape == op.batch:
         op._norm = norm  # unscaled: the norm just read is A's (one pass over A, not two)

@@ -34,9 +34,12 @@ def power_of_two_exponent(A: torch.Tensor) -> torch.Tensor:
     return exponent_and_norm(A)[0]
 
 
-def exponent_and_norm(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def exponent_and_norm(
+    A: torch.Tensor, norm: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`power_of_two_exponent` and the Frobenius norm of ``A`` (shape (*)) it read,
-    for a caller that needs both from one pass over ``A``.
+    for a caller that needs both from one pass over ``A``; ``norm``, if given, is that
+    norm already computed (no pass over ``A`` in the usual case).
 
     The exponent ``e`` per matrix of the batch (int64, shape (*)) multiplies ``A`` by ``2**e``.
 
@@ -48,7 +51,7 @@ def exponent_and_norm(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     count as entries: their ``e`` brings them to the normal range.
     """
     info = torch.finfo(A.dtype)
-    norm = torch.linalg.matrix_norm(A)
+    norm = torch.linalg.matrix_norm(A) if norm is None else norm
     safe = torch.isfinite(norm) & (norm >= info.tiny**0.125) & (norm <= info.max**0.125)
     zero = torch.zeros(norm.shape, dtype=torch.int64, device=A.device)
     if bool(safe.all()):

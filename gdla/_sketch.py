@@ -312,8 +312,10 @@ def solve(
     max_iter: int,
     callback: Callable[[int, float], object] | None,
     options: Mapping[str, object],
+    fro_norm: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Outcome]:
-    """Sketch-and-precondition LSQR with iterative refinement, for A (*, m, n) of any shape.
+    """Sketch-and-precondition LSQR with iterative refinement, for A (*, m, n) of any shape
+    (``fro_norm``, shape (*): ``‖A‖_F`` if the caller has it, else computed here).
 
     Tall (m ≥ n): sketch ``SA``, preconditioner ``N`` from it, start from the
     sketch-and-solve answer ``x0 = N (SAN)ᴴ S b``, then refine: each refinement
@@ -356,7 +358,7 @@ def solve(
     else:
         ST = T
     N, kind = sketch_preconditioner(ST, rank_tolerance)
-    A_norm = torch.linalg.matrix_norm(A)[..., None, None]
+    A_norm = (torch.linalg.matrix_norm(A) if fro_norm is None else fro_norm)[..., None, None]
     B_norm = _norm(B)
 
     products = dense_products(A)  # reads A once per step on the CPU

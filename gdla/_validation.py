@@ -22,6 +22,7 @@ __all__ = [
     "NonFiniteError",
     "OptionError",
     "check_matrix",
+    "check_finite",
     "check_option",
     "check_positive",
     "check_number",
@@ -69,6 +70,7 @@ def check_matrix(
     square: bool = False,
     min_ndim: int = 2,
     dtype_like: torch.Tensor | None = None,
+    finite: bool = True,
 ) -> torch.Tensor:
     """Check that ``A`` is a finite floating or complex tensor of shape ``(*, m, n)``.
 
@@ -86,6 +88,9 @@ def check_matrix(
         Smallest number of dimensions accepted (2 for matrices, 1 for vectors).
     dtype_like : Tensor, optional
         If given, ``A`` must have the same dtype and device as this tensor.
+    finite : bool
+        Check that the entries are finite (default); False for a caller that reads
+        ``A`` anyway and calls :func:`check_finite` when what it read is not finite.
 
     Returns
     -------
@@ -129,9 +134,16 @@ def check_matrix(
             raise ShapeError(function, f"{name} on device {dtype_like.device}", str(A.device))
     # A finite sum proves every entry finite at the cost of one reduction; only an
     # infinite or NaN sum (a non-finite entry, or an overflow) needs the full check.
-    if A.numel() and not bool(torch.isfinite(A.sum())) and not bool(torch.isfinite(A).all()):
-        raise NonFiniteError(function, f"{name} with finite entries", "NaN or Inf")
+    if finite and A.numel() and not bool(torch.isfinite(A.sum())):
+        check_finite(function, name, A)
     return A
+
+
+def check_finite(function: str, name: str, A: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` if an entry of ``A`` is NaN or infinite (one pass
+    over ``A``; :func:`check_matrix` calls it only after a cheaper test has failed)."""
+    if not bool(torch.isfinite(A).all()):
+        raise NonFiniteError(function, f"{name} with finite entries", "NaN or Inf")
 
 
 def check_option(function: str, name: str, value: object, allowed: Iterable[object]) -> None:

@@ -405,7 +405,7 @@ def _sketch_method(
 ) -> tuple[torch.Tensor, Outcome]:
     """Sketch-and-precondition LSQR with iterative refinement (see :mod:`gdla._sketch`)."""
     chosen = check_options(FUNCTION, "sketch", options, ("sketch_factor", "seed", "inner"))
-    return _sketch.solve(FUNCTION, A.dense(), B, rtol, max_iter, callback, chosen)
+    return _sketch.solve(FUNCTION, A.dense(), B, rtol, max_iter, callback, chosen, A.fro_norm)
 
 
 def _gmres_ir_method(
