@@ -488,3 +488,18 @@ def test_sparse_gram_products_with_and_without_scipy_agree(monkeypatch: pytest.M
     torch_only = gdla.svd(A, 4, rtol=1e-11)
     assert with_scipy.converged and torch_only.converged
     assert torch.allclose(with_scipy.S, torch_only.S, rtol=1e-10, atol=0)
+
+
+def test_a_dense_matrix_is_read_once_for_its_norm_and_its_finiteness() -> None:
+    A = torch.randn(30, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    view = as_operator("gdla.svd", "A", A)
+    assert view._norm is not None and torch.equal(view._norm, torch.linalg.matrix_norm(A))
+    # Finite entries whose norm overflows are accepted (the full check runs then) ...
+    huge = as_operator("gdla.svd", "A", A * 1e300)
+    assert not torch.isfinite(huge.fro_norm)
+    # ... and a NaN or an infinite entry is still refused, in a batch too.
+    for bad in (math.nan, math.inf):
+        B = torch.stack([A, A.clone()])
+        B[1, 4, 7] = bad
+        with pytest.raises(gdla.NonFiniteError, match="finite"):
+            as_operator("gdla.svd", "A", B)
