@@ -201,19 +201,22 @@ def interleaved_medians(
 ) -> dict[str, float]:
     """Median wall-clock seconds of one call of each function, the calls taken in turns.
 
-    One untimed warm-up call of each, then ``repeats`` rounds of one timed call of each
-    in the order given: a slow spell of the machine (another process, a change of clock
-    speed) then slows every function's sample of that round, not one function's whole
-    series, so the ratio of two medians is steadier than with :func:`median_time` run
-    for one function after the other.  For calls of milliseconds or more.
+    One untimed warm-up call of each, then ``repeats`` rounds of one timed call of each,
+    in the order given and in the reverse order by turns (so that no function always
+    runs first, or always right after the same other one): a slow spell of the machine
+    (another process, a change of clock speed) then slows every function's sample of
+    that round, not one function's whole series, so the ratio of two medians is steadier
+    than with :func:`median_time` run for one function after the other.  For calls of
+    milliseconds or more.
     """
     synchronize = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
     for function in functions.values():
         function()
     synchronize()
     samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
+    forward = list(functions.items())
+    for round_ in range(repeats):
+        for name, function in forward if round_ % 2 == 0 else forward[::-1]:
             start = time.perf_counter()
             function()
             synchronize()
@@ -253,19 +256,21 @@ def _numpy_blas() -> str:
 
 
 def _largest_cache() -> str:
-    """CPU 0's largest cache as Linux's sysfs describes it, e.g. ``'L3 32768K shared by
-    CPUs 0-1'``, or ``'unknown'`` elsewhere: whether a matrix fits in it decides the
-    speed of the memory-bound products of the iterative methods."""
+    """CPU 0's largest cache from Linux's sysfs, e.g. ``'L3, 32 MiB, shared by CPUs 0-1'``,
+    or ``'unknown'`` elsewhere: whether a matrix fits in it decides the speed of the
+    memory-bound products of the iterative methods."""
     best: tuple[int, str] | None = None
+    units = {"K": 1 / 1024, "M": 1.0, "G": 1024.0}
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
             level = int((index / "level").read_text())
             size = (index / "size").read_text().strip()
             shared = (index / "shared_cpu_list").read_text().strip()
-        except (OSError, ValueError):
+            mebibytes = float(size[:-1]) * units[size[-1]]
+        except (OSError, ValueError, KeyError, IndexError):
             continue
         if best is None or level > best[0]:
-            best = (level, f"L{level} {size} shared by CPUs {shared}")
+            best = (level, f"L{level}, {mebibytes:g} MiB, shared by CPUs {shared}")
     return best[1] if best else "unknown"
 
 
@@ -354,6 +359,14 @@ def _residual(A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor
     return float(torch.maximum(left, right) / torch.linalg.matrix_norm(A))
 
 
+def _seeded_lowrank(A: torch.Tensor, q: int, niter: int) -> object:
+    """``torch.svd_lowrank`` from ``torch.manual_seed(0)``, the global random state restored:
+    the draw whose residual :func:`_svd_lowrank_tuned` checked."""
+    with torch.random.fork_rng(devices=[A.device] if A.device.type == "cuda" else []):
+        torch.manual_seed(0)
+        return torch.svd_lowrank(A, q=q, niter=niter)
+
+
 def _svd_lowrank_tuned(A: torch.Tensor, k: int, target: float) -> tuple[int, int, float]:
     """The fastest ``torch.svd_lowrank`` whose top ``k`` triplets have residual <= ``target``.
 
@@ -410,7 +423,7 @@ def topk_svd_rows(m: int = 4000, n: int = 2000, k: int = 10) -> list[Row]:
         # fastest of several noisy medians, would favour svd_lowrank.
         medians = interleaved_medians(
             {"gdla": partial(svd, A, k, rtol=rtol),
-             "lowrank": partial(torch.svd_lowrank, A, q=q, niter=niter)}, repeats=5)  # fmt: skip
+             "lowrank": partial(_seeded_lowrank, A, q, niter)}, repeats=5)  # fmt: skip
         seconds, lowrank = medians["gdla"], medians["lowrank"]
         task = f"top-{k} svd, {m}x{n}, residual <= {target:.1e}"
         if rtol is None:
