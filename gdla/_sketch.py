@@ -177,7 +177,9 @@ def cholesky_factor(SA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | Non
     Cholesky QR forms ``G`` (``d n²`` flops, a symmetric rank-k update through NumPy's
     BLAS for a real 2-D CPU sketch) and its Cholesky factor ``G = RᴴR`` (``n³/3``): about
     a third of the time of a Householder QR of ``SA`` here (20,000 x 500 float64, d = 8n,
-    2 threads: 17 against 49 ms).  Its price is squaring: the rounding errors of ``G``
+    2 threads: 17 against 49 ms in one interleaved run), to which the check below adds
+    3--18 ms; whole solves measured 0--12 % faster than on the Householder route, in
+    interleaved runs on a shared machine.  Its price is squaring: the rounding errors of ``G``
     make ``Q = SA R⁻¹`` lose orthogonality like ``κ(SA)² u`` (Yamamoto et al. 2015), where
     Householder's loses ``u``; only an ``A R⁻¹`` that is well conditioned matters
     here, so R is kept if a loss estimate is at most :data:`CHOLESKY_LOSS`.  The
