@@ -721,20 +721,12 @@ def polar_rows(n: int = 256, n_time: int = 1024) -> list[Row]:
     for dtype, exponent, factor in ((torch.float64, 6, 0.5), (torch.float32, 3, 1.0)):
         A = _on(matrices.with_condition_number(n_time, 10.0**exponent, seed=0, dtype=dtype))
         result = gdla_polar(A)
-        # Interleaved (polar, SVD, one product) after one warm-up call each, three rounds,
-        # medians: a slow spell of a shared machine then hits both sides alike.
-        calls: tuple[Callable[[], object], ...] = (
-            partial(gdla_polar, A),
-            partial(_svd_polar, A),
-            partial(torch.matmul, A, A),
-        )
-        for call in calls:
-            call()
-        samples: list[list[float]] = [[], [], []]
-        for _ in range(3):
-            for call, times in zip(calls, samples, strict=True):
-                times.append(median_time(call, repeats=1))
-        seconds, reference, product = (statistics.median(times) for times in samples)
+        # Polar, SVD and one product timed in turns: a slow spell of a shared machine then
+        # hits both sides alike.
+        medians = interleaved_medians(
+            {"polar": partial(gdla_polar, A), "svd": partial(_svd_polar, A),
+             "product": partial(torch.matmul, A, A)}, repeats=3)  # fmt: skip
+        seconds, reference, product = medians["polar"], medians["svd"], medians["product"]
         # The goal's time in products of this size: what the iteration would have to fit in.
         budget = factor * reference / product
         name = str(dtype).removeprefix("torch.")
