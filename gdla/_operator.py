@@ -13,8 +13,8 @@ entries (``dense()``) where they exist.  Three kinds of input become that view:
 - a :class:`LinearOperator` of shape ``(m, n)``, whose products are checked on their
   first call (shape, dtype, device) and trusted afterwards.
 
-A low floor: it imports only :mod:`numpy`, :mod:`torch`, :mod:`gdla._scaling`,
-:mod:`gdla._tensor` and :mod:`gdla._validation`.
+A low floor: it imports only :mod:`numpy`, :mod:`torch`, :mod:`gdla._fused`,
+:mod:`gdla._scaling`, :mod:`gdla._tensor` and :mod:`gdla._validation`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._fused import FusedProducts
 from ._scaling import exponent_and_norm, ldexp
 from ._tensor import torch_function_mode_active
 from ._validation import (
@@ -50,7 +51,6 @@ __all__ = [
     "ESTIMATE_COLUMNS",
     "numpy_blas_array",
     "numpy_gram_product",
-    "numpy_row_blocks",
 ]
 
 Product = Callable[[torch.Tensor], torch.Tensor]
@@ -62,15 +62,6 @@ NumpyGramProduct = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 #: get :meth:`OperatorView.gram_vector_product` by blocks of rows of this many bytes.
 _BLOCKED_FROM = 32 << 20
 _BLOCK_BYTES = 1 << 20
-
-#: NumPy's fused products (``A_i v``, then ``A_i^H y_i`` while the row block ``A_i`` is
-#: still in the cache) read a large ``A`` from memory once per step instead of twice.
-#: Measured (float64, 2 threads, AMD EPYC with a 32 MB last-level cache; two whole
-#: products against blocks of 1, 2, 4, 8 and 16 MB): blocks of 8 MB were 13--21 %
-#: faster from 8000 x 1000 to 20,000 x 5000 and 20,000 x 500, level at 4000 x 2000 (64
-#: MB), slower below; smaller blocks lose to the cost of each call.
-NUMPY_BLOCK_BYTES = 8 << 20
-NUMPY_FUSED_FROM = 48 << 20
 
 #: Real dtypes whose CPU matrix-vector products go through NumPy's BLAS
 #: (:func:`numpy_blas_array`).
@@ -514,24 +505,10 @@ def _numpy_vector_products(array: np.ndarray, dtype: torch.dtype) -> tuple[Produ
     return (lambda X: product(array, X)), (lambda Y: product(transposed, Y))
 
 
-def numpy_row_blocks(
-    matrix: np.ndarray, adjoint: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray, slice]]:
-    """``(A_i, A_i^H, rows_i)`` for the row blocks of :data:`NUMPY_BLOCK_BYTES` in which
-    NumPy's fused products go, or the whole matrix as one block below
-    :data:`NUMPY_FUSED_FROM` bytes (``adjoint`` is ``A^H``, a view of ``A``'s memory)."""
-    m, n = matrix.shape
-    rows = m
-    if matrix.nbytes >= NUMPY_FUSED_FROM:
-        rows = max(16, NUMPY_BLOCK_BYTES // max(matrix.itemsize * n, 1))
-    return [(matrix[i : i + rows], adjoint[:, i : i + rows], slice(i, i + rows))
-            for i in range(0, m, rows)]  # fmt: skip
-
-
 def numpy_gram_product(matrix: Any, adjoint: Any) -> NumpyGramProduct:
     """``(v, y, w) -> None`` writing ``y = A v`` and ``w = A^H y`` on 1-D NumPy arrays, for
-    ``A`` and ``A^H`` as :meth:`OperatorView.numpy_pair` gives them; a large dense ``A``
-    fused by :func:`numpy_row_blocks`."""
+    ``A`` and ``A^H`` as :meth:`OperatorView.numpy_pair` gives them; a dense ``A`` by
+    :class:`gdla._fused.FusedProducts` (one read of a large ``A``, on every BLAS thread)."""
     if not isinstance(matrix, np.ndarray):  # a SciPy sparse array: no out= argument
 
         def sparse(v: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
@@ -539,24 +516,7 @@ def numpy_gram_product(matrix: Any, adjoint: Any) -> NumpyGramProduct:
             w[:] = adjoint @ y
 
         return sparse
-    blocks = numpy_row_blocks(matrix, adjoint)
-    if len(blocks) == 1:
-
-        def product(v: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
-            np.dot(matrix, v, out=y)
-            np.dot(adjoint, y, out=w)
-
-        return product
-    partial = np.empty(matrix.shape[1], dtype=matrix.dtype)
-
-    def blocked(v: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
-        w.fill(0)
-        for block, block_h, where in blocks:
-            np.dot(block, v, out=y[where])
-            np.dot(block_h, y[where], out=partial)
-            w += partial
-
-    return blocked
+    return FusedProducts(matrix, adjoint)
 
 
 class SparseView(OperatorView):

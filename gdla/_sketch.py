@@ -170,6 +170,12 @@ class Preconditioner:
         return self.N.mH @ X
 
 
+def _adjoint_times(A: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """``Aᴴ U`` as ``(Uᴴ A)ᴴ``: torch copies a row-major A for ``A.mH @ U`` (measured,
+    4000 x 500 float64 times 2 columns: 4.5 against 1.3 ms)."""
+    return (U.mH @ A).mH
+
+
 def cholesky_factor(SA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(R, G)``: the Cholesky QR factor R (*, n, n) of ``SA`` (*, d, n) and the Gram
     matrix ``G = SAᴴ SA`` it factors, or None where R may be a poor preconditioner.
@@ -205,7 +211,7 @@ def cholesky_factor(SA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | Non
     for _ in range(LOSS_ITERATIONS):
         X = X / torch.linalg.vector_norm(X, dim=-2, keepdim=True)
         Y = torch.linalg.solve_triangular(R, X, upper=True)
-        X = torch.linalg.solve_triangular(L, SA.mH @ (SA @ Y), upper=False) - X
+        X = torch.linalg.solve_triangular(L, _adjoint_times(SA, SA @ Y), upper=False) - X
         loss = max(loss, float(torch.linalg.vector_norm(X, dim=-2).amax()))
     if not math.isfinite(loss) or loss > CHOLESKY_LOSS:
         return None
@@ -366,7 +372,7 @@ def solve(
     products = dense_products(A)  # reads A once per step on the CPU
     if tall:
         SB = sketch(S, B) if S is not None else B
-        X = N.apply(N.adjoint(ST.mH @ SB))  # sketch-and-solve
+        X = N.apply(N.adjoint(_adjoint_times(ST, SB)))  # sketch-and-solve
 
         def preconditioned(
             V: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor
@@ -375,16 +381,18 @@ def solve(
             return W, N.adjoint(AHW)
 
         def operator(R: torch.Tensor, AR: torch.Tensor) -> Operator:
-            return preconditioned, (lambda U: N.adjoint(A.mH @ U)), R, N.adjoint(AR)
+            return preconditioned, (lambda U: N.adjoint(_adjoint_times(A, U))), R, N.adjoint(AR)
 
         def correction(Y: torch.Tensor) -> torch.Tensor:
             return N.apply(Y)
     else:
         X = torch.zeros(*B.shape[:-2], n, B.shape[-1], dtype=A.dtype, device=A.device)
-        left = separate_products(lambda Y: N.adjoint(A @ Y), lambda U: A.mH @ N.apply(U))
+        left = separate_products(
+            lambda Y: N.adjoint(A @ Y), lambda U: _adjoint_times(A, N.apply(U))
+        )
 
         def operator(R: torch.Tensor, AR: torch.Tensor) -> Operator:
-            return left, (lambda U: A.mH @ N.apply(U)), N.adjoint(R), None
+            return left, (lambda U: _adjoint_times(A, N.apply(U))), N.adjoint(R), None
 
         def correction(Y: torch.Tensor) -> torch.Tensor:
             return Y

@@ -96,6 +96,15 @@ def test_binder_pins_match_the_book_build() -> None:
             assert requirement.specifier == pins[name], name
 
 
+def test_gdla_dependencies_are_installed_on_binder() -> None:
+    """postBuild installs gdla with --no-deps: binder/requirements.txt must list its own."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    needed = {canonicalize_name(Requirement(line).name) for line in project["dependencies"]}
+    assert not needed - binder_requirements().keys()
+
+
 @pytest.mark.parametrize("docname", NOTEBOOKS)
 def test_every_package_a_chapter_imports_is_installed_on_binder(docname: str) -> None:
     distributions = packages_distributions()

@@ -423,12 +423,12 @@ def test_numpy_products_are_the_products_to_rounding() -> None:
 def test_numpy_gram_products_of_a_view_and_its_adjoint(
     monkeypatch: pytest.MonkeyPatch, blocked: bool
 ) -> None:
-    from gdla import _operator
+    from gdla import _fused, _operator
 
     if blocked:  # the row-blocked fused product that large matrices take
-        monkeypatch.setattr(_operator, "NUMPY_FUSED_FROM", 0)
-        # Blocks of 17 rows: the last one is shorter.
-        monkeypatch.setattr(_operator, "NUMPY_BLOCK_BYTES", 17 * 8 * 120)
+        monkeypatch.setattr(_fused, "FUSED_FROM", 0)
+        # Blocks of 17 rows: the last one of each thread's range is shorter.
+        monkeypatch.setattr(_fused, "BLOCK_BYTES", 17 * 8 * 120)
     A = torch.randn(300, 120, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     sparse = sparse_matrix(300, 120, torch.float64, seed=4).to_sparse_csr()
     for matrix in (A, sparse):

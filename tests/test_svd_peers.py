@@ -112,12 +112,12 @@ def test_gram_product_by_blocks_of_rows_agrees_and_counts_once(
 ) -> None:
     # Matrices larger than the cache form A^H (A v) by blocks of rows; forced here on a
     # small one, with blocks of 37 rows (the last one shorter).
-    from gdla import _operator
+    from gdla import _fused
 
     A = bench_svd.peer_matrix("0.99^j", 900, 400)
     (_, S, _), products = bench_svd.run_peer("gdla", A, 6, {"rtol": 1e-12})
-    monkeypatch.setattr(_operator, "NUMPY_FUSED_FROM", 0)  # NumPy's products (a plain CPU matrix)
-    monkeypatch.setattr(_operator, "NUMPY_BLOCK_BYTES", 8 * 400 * 37)
+    monkeypatch.setattr(_fused, "FUSED_FROM", 0)  # NumPy's products (a plain CPU matrix)
+    monkeypatch.setattr(_fused, "BLOCK_BYTES", 8 * 400 * 37)
     (U, S_blocked, V), products_blocked = bench_svd.run_peer("gdla", A, 6, {"rtol": 1e-12})
     assert products_blocked == products
     assert torch.allclose(S_blocked, S, rtol=0, atol=1e-13)
