@@ -17,6 +17,11 @@ against 4.2--4.6 ms for the same products with both BLAS threads on each 8 MB bl
 6.9--7.9 ms.  Below :data:`FUSED_FROM` bytes A stays in the last-level cache between
 two whole products, which are then faster (2000 x 1000: 0.5 ms against 0.6--0.7 ms).
 
+NumPy's BLAS is held at one thread for the whole process while a fused product runs
+(its thread count is global): another thread's NumPy BLAS calls meanwhile run on one
+thread too.  Holders are counted, so concurrent fused products give back the count
+that was set before the first of them.
+
 A low floor: it imports only :mod:`numpy`, :mod:`threading`, :mod:`concurrent.futures`
 and, if installed, :mod:`threadpoolctl`.
 """
