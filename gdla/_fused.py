@@ -57,14 +57,18 @@ class _NumpyBlas:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # pragma: no cover - a dependency; without it, one thread
             return
-        numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
-        libraries = [
+        # NumPy's wheels keep their BLAS in numpy.libs (SciPy's its own, in scipy.libs);
+        # otherwise the process's only BLAS, if it has one.
+        package = os.path.dirname(os.path.realpath(np.__file__))
+        homes = (package + os.sep, package + ".libs" + os.sep)
+        libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        own = [
             library
-            for library in ThreadpoolController().select(user_api="blas").lib_controllers
-            if library.filepath and os.path.realpath(library.filepath).startswith(numpy_dir)
+            for library in libraries
+            if library.filepath and os.path.realpath(library.filepath).startswith(homes)
         ]
-        if len(libraries) == 1:
-            self.controller = libraries[0]
+        if len(own) == 1 or len(libraries) == 1:
+            self.controller = (own or libraries)[0]
 
     def threads(self) -> int:
         """NumPy's BLAS threads now (1 where unknown)."""

@@ -119,3 +119,14 @@ def test_concurrent_callers_agree_and_leave_the_threads_as_they_were(
         thread.join()
     assert len(errors) == 200 and max(errors) <= 1e-13
     assert blas.controller.num_threads == before
+
+
+def test_numpy_blas_is_told_from_scipys() -> None:
+    from threadpoolctl import ThreadpoolController
+
+    pytest.importorskip("scipy.linalg")  # loads SciPy's own copy of OpenBLAS
+    if len(ThreadpoolController().select(user_api="blas").lib_controllers) < 2:
+        pytest.skip("one BLAS in this process")
+    blas = _fused._NumpyBlas()
+    assert blas.controller is not None
+    assert "numpy" in blas.controller.filepath
