@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FusedProducts", "FUSED_FROM", "BLOCK_BYTES", "blas_threads"]
+__all__ = ["FusedProducts", "FUSED_FROM", "BLOCK_BYTES", "blas_threads", "gram"]
 
 #: Matrices of at least this many bytes get the fused, parallel products.
 FUSED_FROM = 48 << 20
@@ -201,3 +201,39 @@ class FusedProducts:
         w[:] = self._sums[0]
         for total in self._sums[1:]:
             w += total
+
+
+#: :func:`gram` splits matrices of at least this many bytes.
+GRAM_SPLIT_FROM = 4 << 20
+
+
+def gram(matrix: np.ndarray) -> np.ndarray:
+    """``Aᵀ A`` (n x n) of a real ``matrix`` A (d x n) through NumPy's BLAS (a symmetric
+    rank-k update: NumPy recognises a matrix times its own transpose).
+
+    Above :data:`GRAM_SPLIT_FROM` bytes, with several BLAS threads, one contiguous range
+    of rows per thread, each on one BLAS thread, and the parts summed: as fast as one
+    threaded call, and OpenBLAS's own worker threads get no work, so they do not spin
+    afterwards (for about 0.1 s by default) against the fused products that follow it
+    in the sketch solver (measured: whole 20,000 x 500 solves 10 % slower after one
+    threaded syrk, in a default environment).
+    """
+    blas = _numpy_blas()
+    count = min(blas.threads(), matrix.shape[0])
+    if blas.controller is None or count < 2 or matrix.nbytes < GRAM_SPLIT_FROM:
+        return matrix.T @ matrix
+    d = matrix.shape[0]
+    parts = [matrix[part * d // count : (part + 1) * d // count] for part in range(count)]
+
+    def one(part: np.ndarray) -> np.ndarray:
+        return part.T @ part
+
+    with blas:
+        others = [_pool(count - 1).submit(one, part) for part in parts[1:]]
+        try:
+            total = one(parts[0])
+        finally:
+            results = [other.result() for other in others]
+    for result in results:
+        total += result
+    return total

@@ -130,3 +130,22 @@ def test_numpy_blas_is_told_from_scipys() -> None:
     blas = _fused._NumpyBlas()
     assert blas.controller is not None
     assert "numpy" in blas.controller.filepath
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_gram_is_the_gram_matrix(monkeypatch: pytest.MonkeyPatch, split: bool) -> None:
+    if split:
+        monkeypatch.setattr(_fused, "GRAM_SPLIT_FROM", 0)
+    A = np.random.default_rng(3).standard_normal((203, 40))
+    G = _fused.gram(A)
+    assert G.shape == (40, 40)
+    assert np.linalg.norm(G - A.T @ A) <= 1e-13 * np.linalg.norm(A) ** 2
+
+
+def test_gram_gives_the_blas_threads_back(
+    monkeypatch: pytest.MonkeyPatch, blas: _fused._NumpyBlas
+) -> None:
+    monkeypatch.setattr(_fused, "GRAM_SPLIT_FROM", 0)
+    before = blas.controller.num_threads
+    _fused.gram(np.ones((64, 8)))
+    assert blas.controller.num_threads == before
