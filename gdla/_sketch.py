@@ -182,7 +182,8 @@ def cholesky_factor(SA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | Non
     matrix ``G = SAᴴ SA`` it factors, or None where R may be a poor preconditioner.
 
     Cholesky QR forms ``G`` (``d n²`` flops, a symmetric rank-k update through NumPy's
-    BLAS, by :func:`gdla._fused.gram`, for a real 2-D CPU sketch) and its Cholesky factor ``G = RᴴR`` (``n³/3``): about
+    BLAS, by :func:`gdla._fused.gram`, for a real 2-D CPU sketch) and its Cholesky
+    factor ``G = RᴴR`` (``n³/3``): about
     a third of the time of a Householder QR of ``SA`` here (20,000 x 500 float64, d = 8n,
     2 threads: 17 against 49 ms in one interleaved run), to which the check below adds
     3--18 ms; whole solves measured 0--12 % faster than on the Householder route, in
