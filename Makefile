@@ -49,8 +49,13 @@ lint-workflows: $(STAMP)
 	done
 	$(ACTIONLINT) $(PINS_AS_TAGS)/*.yml
 
+# Two passes: the tests that neither build the book nor drive a browser run in two
+# pytest-xdist workers of one thread each (they are many and small: 64 against 95 s
+# here); then, in one process, the slow tests, which share the session's book build and
+# kernel executions, and the bad-input tests, whose table the summary prints.
 test: lint
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow and not serial" -n 2
+	$(BIN)/python -m pytest -m "slow or serial"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"

@@ -16,6 +16,9 @@ import torch
 
 import gdla
 
+# The terminal summary prints this module's table: keep it out of xdist workers.
+pytestmark = pytest.mark.serial
+
 TRIED: Counter[str] = Counter()
 CLEAR: Counter[str] = Counter()
 
