@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -120,6 +122,26 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+Result = TypeVar("Result")
+
+
+def _row_ranges(rows: int, count: int) -> list[tuple[int, int]]:
+    """``count`` contiguous ranges ``(start, stop)`` of ``rows`` rows, sizes within one."""
+    return [(part * rows // count, (part + 1) * rows // count) for part in range(count)]
+
+
+def _at_once(blas: _NumpyBlas, tasks: list[Callable[[], Result]]) -> list[Result]:
+    """Run ``tasks`` at once, the first in the caller's thread and the others in the pool,
+    with NumPy's BLAS held at one thread; their results, in order."""
+    with blas:
+        others = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
+        try:
+            first = tasks[0]()
+        finally:
+            rest = [other.result() for other in others]
+    return [first, *rest]
+
+
 class FusedProducts:
     """``(v, y, w, a=0.0, u=None) -> None``: ``y = A v − a u`` and ``w = Aᴴ y`` on 1-D arrays.
 
@@ -146,8 +168,7 @@ class FusedProducts:
             count = 1
         rows = max(16, BLOCK_BYTES // max(matrix.itemsize * n, 1))
         self.ranges = []
-        for part in range(count):
-            start, stop = part * m // count, (part + 1) * m // count
+        for start, stop in _row_ranges(m, count):
             self.ranges.append([
                 (matrix[i : min(i + rows, stop)], adjoint[:, i : min(i + rows, stop)],
                  slice(i, min(i + rows, stop)))
@@ -187,17 +208,10 @@ class FusedProducts:
             self._run_range(0, v, y, a, u)
             w[:] = self._sums[0]
             return
-        with self._blas:
-            pool = _pool(len(self.ranges) - 1)
-            others = [
-                pool.submit(self._run_range, index, v, y, a, u)
-                for index in range(1, len(self.ranges))
-            ]
-            try:
-                self._run_range(0, v, y, a, u)
-            finally:
-                for other in others:
-                    other.result()
+        _at_once(
+            self._blas,
+            [partial(self._run_range, index, v, y, a, u) for index in range(len(self.ranges))],
+        )
         w[:] = self._sums[0]
         for total in self._sums[1:]:
             w += total
@@ -222,18 +236,8 @@ def gram(matrix: np.ndarray) -> np.ndarray:
     count = min(blas.threads(), matrix.shape[0])
     if blas.controller is None or count < 2 or matrix.nbytes < GRAM_SPLIT_FROM:
         return matrix.T @ matrix
-    d = matrix.shape[0]
-    parts = [matrix[part * d // count : (part + 1) * d // count] for part in range(count)]
-
-    def one(part: np.ndarray) -> np.ndarray:
-        return part.T @ part
-
-    with blas:
-        others = [_pool(count - 1).submit(one, part) for part in parts[1:]]
-        try:
-            total = one(parts[0])
-        finally:
-            results = [other.result() for other in others]
-    for result in results:
+    parts = [matrix[start:stop] for start, stop in _row_ranges(matrix.shape[0], count)]
+    total, *rest = _at_once(blas, [partial(np.matmul, part.T, part) for part in parts])
+    for result in rest:
         total += result
     return total
