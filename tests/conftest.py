@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +33,46 @@ def toc_docnames() -> list[str]:
     for part in toc.get("parts", []):
         docnames += [chapter["file"] for chapter in part["chapters"]]
     return docnames
+
+
+#: Seconds a two-process run may take; a hang (a rank waiting for a collective) ends here.
+TWO_RANKS_TIMEOUT = 120
+
+#: The end of a worker script for :func:`run_two_ranks`, after it has saved its results.
+WORKER_EXIT = """
+dist.barrier()  # no rank tears the group down while the other still uses it
+dist.destroy_process_group()
+# Leave without the interpreter's teardown, where gloo's threads sometimes end the
+# process with "terminate called without an active exception" (torch 2.13).
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def run_two_ranks(folder: Path, worker: str) -> list[dict[str, Any]]:
+    """Run ``worker`` (a script that saves ``rank{r}.pt`` in the folder given as its
+    argument) on two ranks of one ``torchrun`` launch (gloo, loopback, one thread
+    each) and return what each rank saved; fail on a non-zero exit or a hang."""
+    import torch
+
+    script = folder / "worker.py"
+    script.write_text(worker)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "GLOO_SOCKET_IFNAME": "lo"}  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", str(script), str(folder)]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=TWO_RANKS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"the 2-process run hung for {TWO_RANKS_TIMEOUT} s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
 
 def is_notebook(docname: str) -> bool:

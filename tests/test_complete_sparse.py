@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 import gdla
+from conftest import WORKER_EXIT, run_two_ranks
 from gdla import bench, complete
 from gdla._iterate import default_rtol
 
@@ -327,7 +323,9 @@ def test_bad_sparse_input_gets_a_clear_error(case: str) -> None:
 
 # --- rows split over two processes (group=) -------------------------------------------------------
 
-WORKER = r'''
+WORKER = (
+    r'''
+import os
 import sys
 
 import torch
@@ -391,35 +389,15 @@ bad = {
 }
 out["bad"] = {name: caught(call) for name, call in bad.items()}
 torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
-dist.barrier()  # no rank tears the group down while the other still uses it
-dist.destroy_process_group()
 '''
-
-TIMEOUT = 120  # seconds; a hang (a rank waiting for a collective) ends here
+    + WORKER_EXIT
+)
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """What each of the two ranks of one ``torchrun`` launch (gloo, loopback) saved."""
-    folder = tmp_path_factory.mktemp("complete_group")
-    script = folder / "worker.py"
-    script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "GLOO_SOCKET_IFNAME": "lo"}  # fmt: skip
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", "2", str(script), str(folder)]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"the 2-process run hung for {TIMEOUT} s:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
-    return [torch.load(Path(folder) / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    return run_two_ranks(tmp_path_factory.mktemp("complete_group"), WORKER)
 
 
 def _joined(ranks: list[dict[str, Any]], key: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,20 +11,17 @@ raised a clear error on both ranks (a hang would end the launch by its timeout).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 import gdla
+from conftest import WORKER_EXIT, run_two_ranks
 from gdla.bench_svd import two_sided_residual
 
-WORKER = r'''
+WORKER = (
+    r'''
 import os
 import sys
 
@@ -87,39 +84,15 @@ bad = {
 out["bad"] = {name: caught(call) for name, call in bad.items()}
 out["rank"] = rank
 torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
-dist.barrier()  # no rank tears the group down while the other still uses it
-dist.destroy_process_group()
-# Leave without the interpreter's teardown, where gloo's threads sometimes end the
-# process with "terminate called without an active exception" (torch 2.13).
-sys.stdout.flush()
-os._exit(0)
 '''
-
-TIMEOUT = 120  # seconds; a hang (a rank waiting for a collective) ends here
+    + WORKER_EXIT
+)
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """What each of the two ranks saved."""
-    folder = tmp_path_factory.mktemp("distributed")
-    script = folder / "worker.py"
-    script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "GLOO_SOCKET_IFNAME": "lo"}  # fmt: skip
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", "2", str(script), str(folder)]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"the 2-process run hung for {TIMEOUT} s:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
-    return [torch.load(Path(folder) / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    return run_two_ranks(tmp_path_factory.mktemp("distributed"), WORKER)
 
 
 def _aligned(X: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
