@@ -319,8 +319,9 @@ def _grid(method: str, target: float, k: int, n: int) -> Iterator[dict[str, Any]
             yield {"rtol": target * 10.0**exponent}
     elif method in ("arpack", "propack", "lobpcg"):
         # svds passes tol**2 to the eigensolver of A^H A: tol ~ sqrt(target) suffices.
-        # LOBPCG: at most 100 iterations (some 6,000 products for k = 10, twenty times
-        # what the Lanczos methods need): beyond, it cannot catch up.
+        # LOBPCG: at most 100 iterations (some 2,000 products for k = 10, two per column
+        # of its residual block per iteration; four to forty times what the Lanczos
+        # methods need here): beyond, it cannot catch up.
         # PROPACK, as svds runs it, is Lanczos without restarts, stopped after maxiter
         # steps (default 10 k): where that is too few (flat spectra) it raises, so each
         # tolerance is also tried with PROPACK_STEPS steps.

@@ -219,6 +219,31 @@ def test_gdla_and_lowrank_runners_count_products() -> None:
     assert knob is not None and residual <= 1e-8 and products > 0
 
 
+@pytest.mark.parametrize(("spectrum", "rtol"), [("0.9^j", 1e-6), ("gaussian", 1e-11)])
+def test_gdla_products_counted_on_torch_are_those_the_timed_numpy_path_takes(
+    monkeypatch: pytest.MonkeyPatch, spectrum: str, rtol: float
+) -> None:
+    """run_peer counts gdla.svd's products under a torch function mode, which sends them
+    through torch; the timed call forms them in NumPy.  The same steps: two products per
+    step, plus the k final products A V Y once a thick restart has dropped the kept ones."""
+    from gdla import _fused
+
+    A, k = bench_svd.peer_matrix(spectrum, 400, 200), 10
+    _, counted = bench_svd.run_peer("gdla", A, k, {"rtol": rtol})
+    steps = []
+    product = _fused.FusedProducts.__call__
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> None:
+        steps.append(1)
+        product(self, *args, **kwargs)
+
+    monkeypatch.setattr(_fused.FusedProducts, "__call__", counting)
+    gdla.svd(A, k, rtol=rtol)
+    restarted = len(steps) > default_basis(k, 200)
+    assert counted == 2 * len(steps) + (k if restarted else 0)
+    assert restarted == (spectrum == "gaussian")  # both cases are exercised
+
+
 @pytest.mark.parametrize("method", ["arpack", "propack", "lobpcg", "sklearn"])
 def test_peer_runners(method: str) -> None:
     library = "sklearn" if method == "sklearn" else "scipy"
