@@ -66,7 +66,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ __all__ = [
     "peer_record",
     "write_peer_record",
     "load_peer_record",
+    "pool_peer_records",
     "peer_record_section",
     "peer_record_command",
     "main",
@@ -936,6 +937,84 @@ def load_peer_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return record
 
 
+def pool_peer_records(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One record from several runs of the same command on the same code (records of
+    :func:`peer_record`, in the order they ran): each method's best time over the rounds
+    of every run, as if one run had made all their rounds.
+
+    The peer table's times are each method's best over all runs (its settings and
+    products must agree: tuning is deterministic); a sparse row's times are the best of
+    the runs' medians; a scaling fit's times the best per size, refitted.  ``date`` and
+    ``load_after`` are the last run's, ``load_before`` the first's, ``seconds`` their
+    sum, ``options["repeats"]`` the rounds of all runs together, and ``pooled`` lists
+    each run's date, loads, seconds and rounds.  One record is returned as it is.
+
+    Raises
+    ------
+    ValueError
+        If the records differ in commit, options or threads, or tuned a method to
+        different settings.
+    """
+    if not records:
+        raise ValueError("pool_peer_records needs at least one record, got none")
+    first, *others = records
+    if not others:
+        return first
+    same = ("commit", "threads")
+    for other in others:
+        differing = [key for key in same if other[key] != first[key]]
+        differing += [
+            f"options[{key!r}]"
+            for key in first["options"]
+            if key != "repeats" and other["options"].get(key) != first["options"][key]
+        ]
+        if differing:
+            raise ValueError(
+                "pool_peer_records expects runs of one command on one commit; they differ in "
+                + ", ".join(differing)
+            )
+
+    def key(run: PeerRun) -> tuple[str, int, int, float, str]:
+        return (run.spectrum, run.m, run.n, run.target, run.method)
+
+    twins = [{key(run): run for run in other["runs"]} for other in others]
+    runs = []
+    for run in first["runs"]:
+        matches = [by_key.get(key(run)) for by_key in twins]
+        if any(match is None or (match.setting, match.products) != (run.setting, run.products)
+               for match in matches):  # fmt: skip
+            raise ValueError(f"pool_peer_records: {key(run)} was tuned differently between runs")
+        best = min(run.seconds, *(match.seconds for match in matches if match is not None))
+        runs.append(replace(run, seconds=best))
+    sparse = []
+    for index, row in enumerate(first["sparse"]):
+        rows = [row, *(other["sparse"][index] for other in others)]
+        sparse.append(replace(row, gdla_seconds=min(r.gdla_seconds for r in rows),
+                              arpack_seconds=min(r.arpack_seconds for r in rows)))  # fmt: skip
+    scaling = {}
+    for method, fit in first["scaling"].items():
+        fits = [fit, *(other["scaling"][method] for other in others)]
+        seconds = [min(times) for times in zip(*(f["seconds"] for f in fits), strict=True)]
+        slope = fit_slope(fit["ns"], seconds) if len(seconds) >= 2 else math.nan
+        scaling[method] = dict(fit, seconds=seconds, slope=slope if math.isfinite(slope) else None)
+    every = [first, *others]
+    return dict(
+        first,
+        date=others[-1]["date"],
+        load_after=others[-1]["load_after"],
+        seconds=round(sum(record["seconds"] for record in every), 1),
+        options=dict(first["options"], repeats=sum(r["options"]["repeats"] for r in every)),
+        runs=runs,
+        sparse=sparse,
+        scaling=scaling,
+        pooled=[
+            {name: record[name] for name in ("date", "load_before", "load_after", "seconds")}
+            | {"repeats": record["options"]["repeats"]}
+            for record in every
+        ],
+    )
+
+
 def peer_record_command(record: dict[str, Any], path: str = "PATH") -> str:
     """The command line that measures a record with the options of ``record`` (a
     :func:`peer_record`) and writes it to ``path``."""
@@ -944,7 +1023,8 @@ def peer_record_command(record: dict[str, Any], path: str = "PATH") -> str:
         "python -m gdla.bench --peers",
         "--sizes " + ",".join(f"{m}x{n}" for m, n in options["sizes"]),
         "--targets " + ",".join(f"{target:g}" for target in options["targets"]),
-        f"--repeats {options['repeats']}",
+        # (A pooled record's repeats are those of all its runs together.)
+        f"--repeats {record['pooled'][0]['repeats'] if 'pooled' in record else options['repeats']}",
         f"--threads {record['threads']}",
     ]
     if list(options["spectra"]) != list(SPECTRA):
@@ -995,14 +1075,22 @@ def peer_record_section(
         hardware.append(f"largest cache {facts['cache']}")
     if facts.get("numpy_blas"):
         hardware.append(f"NumPy on {facts['numpy_blas']}")
+    pooled = record.get("pooled")
+    runs_words = (
+        f"{plural(len(pooled), 'run')} of one command, pooled (each time the best over the"
+        f" rounds of every run), the last finished on {record['date']}{commit}"
+        if pooled
+        else f"Recorded on {record['date']}{commit}"
+    )
     parts = [
-        f"Recorded on {record['date']}{commit}, on {facts['cpu']} ({', '.join(hardware)}),"
+        f"{runs_words[0].upper()}{runs_words[1:]}, on {facts['cpu']} ({', '.join(hardware)}),"
         f" {plural(record['threads'], 'thread')} for every library, with {libraries}; top-"
         f"{options['k']}, float64, best of {options['repeats']} interleaved rounds. The"
         f" machine's load average over one minute was {_load_words(record['load_before'])}"
-        f" before the run and {_load_words(record['load_after'])} after it (its own threads"
-        f" included); the run took"
-        f" {record['seconds']:.0f} s. Command: `{peer_record_command(record)}`.",
+        f" before the {'first run' if pooled else 'run'} and {_load_words(record['load_after'])}"
+        f" after the {'last' if pooled else 'run'} (its own threads included); the"
+        f" {'runs' if pooled else 'run'} took {record['seconds']:.0f} s."
+        f" Command{' (each run)' if pooled else ''}: `{peer_record_command(record)}`.",
         "Time of each method over the fastest one meeting the target (matrix–vector"
         " products in brackets; `fails` gives the closest residual any setting reached):",
         format_peer_table(record["runs"]),

@@ -372,3 +372,36 @@ def test_checks_come_closer_together_as_products_get_dearer() -> None:
     M = torch.randn(30, 20, dtype=F64)
     operator = gdla.LinearOperator((30, 20), lambda X: M @ X, lambda Y: M.mT @ Y, dtype=F64)
     assert max_check_gap(as_operator("t", "A", operator)) == 16  # cost unknown
+
+
+def test_pooled_records_take_each_methods_best_time_and_refuse_unlike_runs() -> None:
+    """pool_peer_records: best time over the runs where the settings agree, summed rounds,
+    the first run's load before and the last's after; a different commit, option or
+    setting raises, and one record comes back as it is."""
+    import dataclasses
+
+    data = Path(__file__).resolve().parent.parent / "book" / "data"
+    first = bench_svd.load_peer_record(data / "svd-peers-other.json")
+    second = bench_svd.load_peer_record(data / "svd-peers.json")
+    assert first is not None and second is not None
+    pooled = bench_svd.pool_peer_records([first, second])
+    for run, a, b in zip(pooled["runs"], first["runs"], second["runs"], strict=True):
+        assert (run.setting, run.products) == (a.setting, a.products) == (b.setting, b.products)
+        assert run.seconds == min(a.seconds, b.seconds)
+    for row, a, b in zip(pooled["sparse"], first["sparse"], second["sparse"], strict=True):
+        assert row.gdla_seconds == min(a.gdla_seconds, b.gdla_seconds)
+    rounds = first["options"]["repeats"] + second["options"]["repeats"]
+    assert pooled["options"]["repeats"] == rounds
+    assert pooled["load_before"] == first["load_before"]
+    assert pooled["load_after"] == second["load_after"]
+    assert [run["date"] for run in pooled["pooled"]] == [first["date"], second["date"]]
+    assert "2 runs of one command, pooled" in bench_svd.peer_record_section(pooled)
+    assert f"--repeats {first['options']['repeats']} " in bench_svd.peer_record_command(pooled)
+    assert bench_svd.pool_peer_records([first]) is first
+    with pytest.raises(ValueError, match="commit"):
+        bench_svd.pool_peer_records([first, dict(second, commit="0000000")])
+    retuned = [dataclasses.replace(second["runs"][0], setting="rtol=1.0e-03")] + second["runs"][1:]
+    with pytest.raises(ValueError, match="tuned differently"):
+        bench_svd.pool_peer_records([first, dict(second, runs=retuned)])
+    with pytest.raises(ValueError, match="at least one"):
+        bench_svd.pool_peer_records([])
