@@ -9,13 +9,14 @@ core's L1 or L2 cache, are added into ``w`` scaled by them.  A is read once per 
 so the pair costs about what one product costs.
 
 Measured (float64, AMD EPYC with 1 MB of L2 per core and a 32 MB L3, NumPy 2.4 on
-OpenBLAS 0.3.31, Numba 0.68; medians of 300 calls): one thread, 2000 x 1000, 0.50 ms
-against 0.66 ms for BLAS's two products on one thread, and 4000 x 2000, 2.9 ms against
-5.3 ms; two threads with idle threads sleeping (``OMP_WAIT_POLICY=PASSIVE``) and 50 us
-of other work between calls, as in a Lanczos step, 2000 x 1000, 0.30 ms against 0.37
-ms, and 4000 x 2000, 2.0 ms against 3.0 ms (3.1 ms for :mod:`gdla._fused`'s row blocks
-through BLAS).  Below about 8 MB (in the cores' caches) BLAS's two products are as fast
-or faster, and starting Numba's threads costs more than they save.
+OpenBLAS 0.3.31, Numba 0.68; medians of 300 to 400 calls): one thread, 2000 x 1000,
+0.50 ms against 0.66 ms for BLAS's two products on one thread, and 4000 x 2000, 2.9 ms
+against 5.3 ms.  Two threads, idle threads sleeping (``OMP_WAIT_POLICY=PASSIVE``) and
+50 us of other work between calls, as in a Lanczos step: 2000 x 1000, 0.29 ms with rows
+claimed in chunks of about 384 KB, 0.36 ms with the rows split in halves (the woken
+thread starts tens of microseconds late), 0.37 ms for BLAS's two products; 4000 x 2000,
+2.0 ms against 3.0 ms (3.1 ms for :mod:`gdla._fused`'s row blocks through BLAS).
+Below about 8 MB (in the cores' caches) BLAS's two products are as fast or faster.
 Eight rows per pass were faster than 1, 2 or 4 and as fast as 16: ``v`` and ``w`` are
 read and written once per group of rows.  Gram--Schmidt against 40 rows of 1000 takes
 about 20 us in one compiled call, against about 40 us for its NumPy calls.
@@ -38,8 +39,9 @@ import numpy as np
 
 __all__ = [
     "compiled_available",
-    "gram_ranges",
+    "gram_pair",
     "gram_rows",
+    "gram_shared",
     "kernel_accepts",
     "max_threads",
     "orthogonalise",
@@ -64,27 +66,36 @@ def _kernels() -> Any:
 
 
 def gram_rows() -> Callable[..., None] | None:
-    """The compiled kernel ``(a, v, y, w, alpha, u, use_u, start, stop) -> None``, or None
-    where Numba is not installed.
+    """The row kernel ``(a, v, y, w, alpha, u, use_u, start, stop) -> None``, or None
+    where Numba is not installed: ``y[start:stop] = A[start:stop] v − alpha u[start:stop]``
+    (``u`` read only when ``use_u``) and ``A[start:stop]ᵀ y[start:stop]`` added to ``w``.
 
-    ``a`` is a C-contiguous real matrix (m x n, float32 or float64), ``v`` (n), ``y``
-    (m), ``w`` (n) and ``u`` (m, read only when ``use_u``) 1-D arrays of its dtype; rows
-    ``start:stop`` of ``y`` are written and ``w`` is overwritten with their part of
-    ``Aᵀ y``.  It releases the GIL.  (Sums are reassociated: the result matches BLAS's
-    to rounding, not bit for bit.)
+    ``a`` is a C-contiguous real matrix (m x n, float32 or float64); ``v`` (n), ``y``
+    (m), ``w`` (n) and ``u`` (m) 1-D arrays of its dtype.  No bounds are checked.  It
+    releases the GIL.  (Sums are reassociated: the result matches BLAS's to rounding,
+    not bit for bit.)
     """
     kernels = _kernels()
     return None if kernels is None else kernels.gram_rows
 
 
-def gram_ranges() -> Callable[..., None] | None:
-    """The kernel ``(a, v, y, w, alpha, u, use_u, bounds, sums) -> None`` running
-    :func:`gram_rows` on the row ranges ``bounds[t]:bounds[t + 1]`` at once on Numba's
-    threads (as many as :func:`set_threads` asked for), range ``t``'s part of ``Aᵀ y`` in
-    ``sums[t]`` (``sums``: ranges x n) and their sum in ``w``; None where Numba is not
-    installed."""
+def gram_pair() -> Callable[..., None] | None:
+    """The kernel ``(a, v, y, w, alpha, u, use_u) -> None``: ``y = A v − alpha u``, ``w =
+    Aᵀ y`` by :func:`gram_rows` on the calling thread; None without Numba."""
     kernels = _kernels()
-    return None if kernels is None else kernels.gram_ranges
+    return None if kernels is None else kernels.gram_pair
+
+
+def gram_shared() -> Callable[..., None] | None:
+    """The kernel ``(a, v, y, w, alpha, u, use_u, sums, claimed, chunk) -> None``:
+    :func:`gram_pair` on Numba's threads (as many as :func:`set_threads` asked for, one
+    row of ``sums`` (threads x n) each), every thread claiming ``chunk`` rows at a time
+    from the counter ``claimed`` (int64, one entry) until none are left; None without
+    Numba.  Claiming, not a fixed split: the calling thread starts at once, and a
+    thread that wakes late (tens of microseconds where idle threads sleep) takes fewer
+    rows instead of delaying the rest."""
+    kernels = _kernels()
+    return None if kernels is None else kernels.gram_shared
 
 
 def orthogonalise() -> Callable[..., tuple[float, bool]] | None:

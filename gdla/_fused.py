@@ -43,7 +43,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from ._compiled import gram_ranges, gram_rows, kernel_accepts, max_threads, set_threads
+from ._compiled import gram_pair, gram_shared, kernel_accepts, max_threads, set_threads
 
 __all__ = ["FusedProducts", "FUSED_FROM", "BLOCK_BYTES", "blas_threads", "gram"]
 
@@ -53,6 +53,10 @@ FUSED_FROM = 48 << 20
 #: Matrices of at least this many bytes get the compiled kernel (where Numba is installed);
 #: smaller ones, in the cores' caches, are as fast through BLAS's two products.
 COMPILED_FROM = 8 << 20
+
+#: The compiled kernel's threads claim rows in chunks of about this many bytes (measured
+#: at 2000 x 1000: 256 KB to 1 MB alike, 64 KB slower).
+CHUNK_BYTES = 384 << 10
 
 #: Bytes of one row block: about one core's L2 cache here (1 and 2 MB measured alike,
 #: 512 KB slower: each block costs two calls).
@@ -162,10 +166,10 @@ class FusedProducts:
     ``matrix`` is A (m x n, real, C- or Fortran-ordered) and ``adjoint`` its transpose,
     a view of the same memory.  Three ways, the first that applies:
 
-    - the compiled kernel (:func:`gdla._compiled.gram_ranges`, with Numba) for a
-      C-contiguous float32 or float64 A of at least :data:`COMPILED_FROM` bytes: one
-      contiguous range of rows per BLAS thread, on Numba's threads, each range's part
-      of ``Aᴴ y`` summed;
+    - the compiled kernel (:func:`gdla._compiled.gram_shared`, with Numba) for a
+      C-contiguous float32 or float64 A of at least :data:`COMPILED_FROM` bytes: on as
+      many of Numba's threads as NumPy's BLAS has (at most as many as Numba started),
+      each claiming chunks of :data:`CHUNK_BYTES` rows, their parts of ``Aᴴ y`` summed;
     - below :data:`FUSED_FROM` bytes, or with one BLAS thread and one block, two
       whole products through NumPy's BLAS;
     - otherwise blocks of :data:`BLOCK_BYTES` in one contiguous range of rows per BLAS
@@ -186,18 +190,19 @@ class FusedProducts:
         m, n = matrix.shape
         self.matrix, self.adjoint = matrix, adjoint
         use_kernel = compiled and matrix.nbytes >= COMPILED_FROM and kernel_accepts(matrix)
-        self.kernel = gram_rows() if use_kernel else None
+        self.kernel = gram_pair() if use_kernel else None
         self.fused = self.kernel is not None or matrix.nbytes >= FUSED_FROM
         self.ranges: list[list[tuple[np.ndarray, np.ndarray, slice]]] = []
-        self.row_ranges: list[tuple[int, int]] = []
+        self.kernel_threads = 0
         if not self.fused:
             return
         blas = _numpy_blas()
         count = blas.threads() if threads is None else threads
         if self.kernel is not None:
-            self.row_ranges = _row_ranges(m, max(1, min(count, m, max_threads())))
-            self._bounds = np.array([0] + [stop for _, stop in self.row_ranges], dtype=np.int64)
-            self._range_sums = np.empty((len(self.row_ranges), n), dtype=matrix.dtype)
+            self.kernel_threads = max(1, min(count, m, max_threads()))
+            self._chunk = max(8, CHUNK_BYTES // max(matrix.itemsize * n, 1) // 8 * 8)
+            self._thread_sums = np.empty((self.kernel_threads, n), dtype=matrix.dtype)
+            self._claimed = np.zeros(1, dtype=np.int64)
             self._no_u = np.empty(0, dtype=matrix.dtype)
             return
         count = max(1, min(count, m))
@@ -251,16 +256,16 @@ class FusedProducts:
             u, use_u = self._no_u, False
         else:
             u, use_u = (u if u.dtype == dtype else u.astype(dtype)), True
-        if len(self.row_ranges) == 1:
-            kernel = cast(Callable[..., None], self.kernel)
-            kernel(self.matrix, v, y, w, float(a), u, use_u, 0, self.matrix.shape[0])
+        if self.kernel_threads == 1:
+            cast(Callable[..., None], self.kernel)(self.matrix, v, y, w, float(a), u, use_u)
             return
-        parallel = cast(Callable[..., None], gram_ranges())
+        shared = cast(Callable[..., None], gram_shared())
         # One parallel call at a time: Numba's workqueue layer (where no OpenMP is found)
         # aborts on concurrent ones.
         with _PARALLEL_LOCK:
-            set_threads(len(self.row_ranges))
-            parallel(self.matrix, v, y, w, float(a), u, use_u, self._bounds, self._range_sums)
+            set_threads(self.kernel_threads)
+            shared(self.matrix, v, y, w, float(a), u, use_u, self._thread_sums, self._claimed,
+                   self._chunk)  # fmt: skip
 
     def __call__(
         self,

@@ -6,8 +6,12 @@ to this file, or in Numba's per-user cache where this directory is read only).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 #: Numba's fast-math flags: reassociation (so that the sums are vectorised) and fused
 #: multiply-adds only; NaN and infinity keep their IEEE behaviour.
@@ -27,10 +31,8 @@ def gram_rows(
     stop: int,
 ) -> None:
     """``y[start:stop] = A[start:stop] v − alpha u[start:stop]`` (without ``u`` unless
-    ``use_u``) and ``w = A[start:stop]ᵀ y[start:stop]`` (``w`` overwritten)."""
+    ``use_u``), and ``A[start:stop]ᵀ y[start:stop]`` added to ``w``."""
     n = a.shape[1]
-    for c in range(n):
-        w[c] = 0.0
     i = start
     while i + 8 <= stop:
         s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
@@ -79,8 +81,8 @@ def gram_rows(
         i += 1
 
 
-@numba.njit(nogil=True, parallel=True, cache=True)
-def gram_ranges(
+@numba.njit(nogil=True, cache=True)
+def gram_pair(
     a: np.ndarray,
     v: np.ndarray,
     y: np.ndarray,
@@ -88,18 +90,60 @@ def gram_ranges(
     alpha: float,
     u: np.ndarray,
     use_u: bool,
-    bounds: np.ndarray,
-    sums: np.ndarray,
 ) -> None:
-    """:func:`gram_rows` on the row ranges ``bounds[t]:bounds[t + 1]`` at once on Numba's
-    threads (as many as ``numba.set_num_threads`` asked for in the calling thread),
-    range ``t``'s part of ``Aᵀ y`` in ``sums[t]`` and their sum in ``w``."""
-    ranges = sums.shape[0]
-    for t in numba.prange(ranges):
-        gram_rows(a, v, y, sums[t], alpha, u, use_u, bounds[t], bounds[t + 1])
+    """``y = A v − alpha u`` (without ``u`` unless ``use_u``) and ``w = Aᵀ y``, on the
+    calling thread."""
+    for col in range(w.shape[0]):
+        w[col] = 0.0
+    gram_rows(a, v, y, w, alpha, u, use_u, 0, a.shape[0])
+
+
+@intrinsic
+def _fetch_add(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
+    """``array[index] += value`` atomically; the value before (an LLVM ``atomicrmw``)."""
+    signature = types.int64(array, index, value)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        array_type = sig.args[0]
+        data = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, data, [args[1]])
+        return builder.atomic_rmw("add", pointer, args[2], "seq_cst")
+
+    return signature, codegen
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def gram_shared(
+    a: np.ndarray,
+    v: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    alpha: float,
+    u: np.ndarray,
+    use_u: bool,
+    sums: np.ndarray,
+    claimed: np.ndarray,
+    chunk: int,
+) -> None:
+    """:func:`gram_pair` on Numba's threads (as many as ``numba.set_num_threads`` asked
+    for in the calling thread, one row of ``sums`` each): each claims ``chunk`` rows at
+    a time from the counter ``claimed`` (int64, one entry) until none are left, so that
+    the calling thread starts at once and a thread that wakes late takes fewer rows;
+    thread ``t``'s part of ``Aᵀ y`` in ``sums[t]``, their sum in ``w``."""
+    m = a.shape[0]
+    threads = sums.shape[0]
+    claimed[0] = 0
+    for t in numba.prange(threads):
+        for col in range(sums.shape[1]):
+            sums[t, col] = 0.0
+        while True:
+            start: int = _fetch_add(claimed, 0, chunk)  # type: ignore[call-arg]
+            if start >= m:
+                break
+            gram_rows(a, v, y, sums[t], alpha, u, use_u, start, min(start + chunk, m))
     for col in range(w.shape[0]):
         total = sums[0, col]
-        for t in range(1, ranges):
+        for t in range(1, threads):
             total += sums[t, col]
         w[col] = total
 

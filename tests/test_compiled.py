@@ -29,13 +29,13 @@ def test_kernel_is_the_two_products_on_its_rows(
 ) -> None:
     A, v, u = problem(37, 21, dtype, seed=rows[0])
     start, stop = rows
-    y, w = np.full(37, np.nan, dtype=dtype), np.full(21, np.nan, dtype=dtype)
+    y, w = np.full(37, np.nan, dtype=dtype), np.arange(21, dtype=dtype)
     kernel = _compiled.gram_rows()
     assert kernel is not None
     kernel(A, v, y, w, 0.75, u, shift, start, stop)
     block = A[start:stop].astype(np.float64)
     y_ref = block @ v - (0.75 * u[start:stop] if shift else 0.0)
-    w_ref = block.T @ y_ref
+    w_ref = np.arange(21) + block.T @ y_ref  # added to what w held
     eps = np.finfo(dtype).eps
     scale = np.linalg.norm(A) ** 2 * np.linalg.norm(v) + np.linalg.norm(A) * np.linalg.norm(u)
     assert np.linalg.norm(y[start:stop] - y_ref) <= 30 * eps * scale
@@ -45,14 +45,16 @@ def test_kernel_is_the_two_products_on_its_rows(
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("m", [9, 301])
-def test_fused_products_take_the_kernel_over_ranges(
-    monkeypatch: pytest.MonkeyPatch, threads: int, m: int
+@pytest.mark.parametrize("chunk_rows", [8, 64])
+def test_fused_products_take_the_kernel_on_claimed_chunks(
+    monkeypatch: pytest.MonkeyPatch, threads: int, m: int, chunk_rows: int
 ) -> None:
     monkeypatch.setattr(_fused, "COMPILED_FROM", 0)
+    monkeypatch.setattr(_fused, "CHUNK_BYTES", chunk_rows * 90 * 8)
     A, v, u = problem(m, 90, np.float64, seed=m + threads)
     fused = _fused.FusedProducts(A, A.T, threads=threads)
     assert fused.kernel is not None and fused.ranges == []
-    assert len(fused.row_ranges) == min(threads, _compiled.max_threads())
+    assert fused.kernel_threads == min(threads, _compiled.max_threads())
     y, w = np.full(m, np.nan), np.full(90, np.nan)
     for a, shifted in ((0.0, None), (0.7, u), (0.0, None)):  # partial sums restart each call
         fused(v, y, w, a, shifted)
