@@ -23,8 +23,10 @@ about 20 us in one compiled call, against about 40 us for its NumPy calls.
 
 Without Numba the accessors return None and callers keep NumPy's BLAS.  The kernels
 are compiled on first use for each dtype (a few seconds; Numba caches them on disk),
-and release the GIL.  Numba's parallel kernel runs on its threading layer (OpenMP
-where found).
+and release the GIL, so that Python threads run them at once.  (Not Numba's own
+parallel loops: its OpenMP layer loads a second libgomp beside torch's, after which
+torch's results on concurrent Python threads were no longer bitwise reproducible, and
+its workqueue layer took 1.4 ms to start a product of 0.3 ms.)
 
 A low floor: it imports only :mod:`numpy` and, if installed, :mod:`numba`.
 """
@@ -39,13 +41,13 @@ import numpy as np
 
 __all__ = [
     "compiled_available",
+    "CONTROL_SIZE",
     "gram_pair",
     "gram_rows",
-    "gram_shared",
+    "lead",
     "kernel_accepts",
-    "max_threads",
     "orthogonalise",
-    "set_threads",
+    "serve",
 ]
 
 _LOCK = threading.Lock()
@@ -86,16 +88,27 @@ def gram_pair() -> Callable[..., None] | None:
     return None if kernels is None else kernels.gram_pair
 
 
-def gram_shared() -> Callable[..., None] | None:
-    """The kernel ``(a, v, y, w, alpha, u, use_u, sums, claimed, chunk) -> None``:
-    :func:`gram_pair` on Numba's threads (as many as :func:`set_threads` asked for, one
-    row of ``sums`` (threads x n) each), every thread claiming ``chunk`` rows at a time
-    from the counter ``claimed`` (int64, one entry) until none are left; None without
-    Numba.  Claiming, not a fixed split: the calling thread starts at once, and a
-    thread that wakes late (tens of microseconds where idle threads sleep) takes fewer
-    rows instead of delaying the rest."""
+def lead() -> Callable[..., int] | None:
+    """The kernel ``(a, v, y, w, alpha, u, use_u, shared_v, shared_y, shared_u, scalars,
+    parts, control, chunk) -> watching``: copy the product's vectors where the helpers
+    read them, post it on ``control`` (int64, :data:`CONTROL_SIZE`), form chunks of it
+    on the calling thread, wait for the helpers' chunks, and write ``y`` and ``w``; how
+    many helpers were watching (:func:`serve`).  None without Numba."""
     kernels = _kernels()
-    return None if kernels is None else kernels.gram_shared
+    return None if kernels is None else kernels.lead
+
+
+def serve() -> Callable[..., None] | None:
+    """The kernel ``(a, v, y, parts, scalars, u, control, chunk, helper, patience) ->
+    None``: a helper thread's loop, taking chunks of every product posted on
+    ``control`` into ``parts[helper]`` until ``patience`` polls pass without one.
+    None without Numba."""
+    kernels = _kernels()
+    return None if kernels is None else kernels.serve
+
+
+#: Entries of a product's ``control`` array (int64).
+CONTROL_SIZE = 8
 
 
 def orthogonalise() -> Callable[..., tuple[float, bool]] | None:
@@ -106,21 +119,6 @@ def orthogonalise() -> Callable[..., tuple[float, bool]] | None:
     after, and whether two passes left at most ``tiny``.  None without Numba."""
     kernels = _kernels()
     return None if kernels is None else kernels.orthogonalise
-
-
-def set_threads(count: int) -> None:
-    """Ask for ``count`` of Numba's threads (at most :func:`max_threads`) for the parallel
-    kernels this thread calls next."""
-    import numba
-
-    numba.set_num_threads(count)
-
-
-def max_threads() -> int:
-    """How many threads Numba started (its parallel kernels use at most this many)."""
-    import numba
-
-    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 def compiled_available() -> bool:

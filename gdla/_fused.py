@@ -43,7 +43,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from ._compiled import gram_pair, gram_shared, kernel_accepts, max_threads, set_threads
+from ._compiled import CONTROL_SIZE, gram_pair, kernel_accepts, lead, serve
 
 __all__ = ["FusedProducts", "FUSED_FROM", "BLOCK_BYTES", "blas_threads", "gram"]
 
@@ -113,7 +113,6 @@ _BLAS: _NumpyBlas | None = None
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
-_PARALLEL_LOCK = threading.Lock()
 
 
 def _numpy_blas() -> _NumpyBlas:
@@ -160,16 +159,63 @@ def _at_once(blas: _NumpyBlas | None, tasks: list[Callable[[], Result]]) -> list
     return [first, *rest]
 
 
+class _Helpers:
+    """Threads that help with the compiled products (:meth:`FusedProducts.serve`).
+
+    Starting a sleeping thread takes tens of microseconds here (a futex wake on a
+    virtual machine), a sixth of a product at 2000 x 1000.  A helper therefore watches
+    for the next product for a while (:data:`PATIENCE` polls) after each, as OpenBLAS's
+    threads do, and sleeps only when none comes; the product that finds it asleep is
+    formed by the caller alone (the rows are claimed, not assigned) and wakes it for
+    the next one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wakes: list[threading.Semaphore] = []
+        self._targets: list[FusedProducts | None] = []
+
+    def wake(self, products: FusedProducts, count: int) -> None:
+        """Point ``count`` helpers at ``products`` and wake them (starting any missing)."""
+        with self._lock:
+            while len(self._wakes) < count:
+                index = len(self._wakes)
+                self._wakes.append(threading.Semaphore(0))
+                self._targets.append(None)
+                threading.Thread(
+                    target=self._run, args=(index,), name=f"gdla-helper-{index}", daemon=True
+                ).start()
+            for index in range(count):
+                self._targets[index] = products
+                self._wakes[index].release()
+
+    def _run(self, index: int) -> None:
+        while True:
+            self._wakes[index].acquire()
+            with self._lock:
+                target, self._targets[index] = self._targets[index], None
+            if target is not None:
+                target.serve(index + 1)
+                del target  # let the matrix go
+
+
+_HELPERS = _Helpers()
+
+#: How many times a helper polls for the next product before it sleeps (0.27 ms here:
+#: longer than a Lanczos step's work between two products, 0.05 to 0.1 ms).
+PATIENCE = 4_000_000
+
+
 class FusedProducts:
     """``(v, y, w, a=0.0, u=None) -> None``: ``y = A v − a u`` and ``w = Aᴴ y`` on 1-D arrays.
 
     ``matrix`` is A (m x n, real, C- or Fortran-ordered) and ``adjoint`` its transpose,
     a view of the same memory.  Three ways, the first that applies:
 
-    - the compiled kernel (:func:`gdla._compiled.gram_shared`, with Numba) for a
-      C-contiguous float32 or float64 A of at least :data:`COMPILED_FROM` bytes: on as
-      many of Numba's threads as NumPy's BLAS has (at most as many as Numba started),
-      each claiming chunks of :data:`CHUNK_BYTES` rows, their parts of ``Aᴴ y`` summed;
+    - the compiled kernels (:mod:`gdla._compiled`, with Numba) for a C-contiguous
+      float32 or float64 A of at least :data:`COMPILED_FROM` bytes: on as many threads
+      as NumPy's BLAS has, the caller's and helpers (:class:`_Helpers`), each claiming
+      chunks of :data:`CHUNK_BYTES` rows, their parts of ``Aᴴ y`` summed;
     - below :data:`FUSED_FROM` bytes, or with one BLAS thread and one block, two
       whole products through NumPy's BLAS;
     - otherwise blocks of :data:`BLOCK_BYTES` in one contiguous range of rows per BLAS
@@ -199,11 +245,16 @@ class FusedProducts:
         blas = _numpy_blas()
         count = blas.threads() if threads is None else threads
         if self.kernel is not None:
-            self.kernel_threads = max(1, min(count, m, max_threads()))
+            self.kernel_threads = max(1, min(count, m))
             self._chunk = max(8, CHUNK_BYTES // max(matrix.itemsize * n, 1) // 8 * 8)
-            self._thread_sums = np.empty((self.kernel_threads, n), dtype=matrix.dtype)
-            self._claimed = np.zeros(1, dtype=np.int64)
             self._no_u = np.empty(0, dtype=matrix.dtype)
+            if self.kernel_threads > 1:
+                # What the helper threads read: the job's vectors are copied here.
+                self._v, self._y = np.empty(n, matrix.dtype), np.empty(m, matrix.dtype)
+                self._u = np.empty(m, matrix.dtype)
+                self._thread_parts = np.empty((self.kernel_threads, n), dtype=matrix.dtype)
+                self._scalars = np.zeros(2, dtype=matrix.dtype)
+                self._control = np.zeros(CONTROL_SIZE, dtype=np.int64)
             return
         count = max(1, min(count, m))
         self._blas = blas if count > 1 and blas.controller is not None else None
@@ -259,13 +310,19 @@ class FusedProducts:
         if self.kernel_threads == 1:
             cast(Callable[..., None], self.kernel)(self.matrix, v, y, w, float(a), u, use_u)
             return
-        shared = cast(Callable[..., None], gram_shared())
-        # One parallel call at a time: Numba's workqueue layer (where no OpenMP is found)
-        # aborts on concurrent ones.
-        with _PARALLEL_LOCK:
-            set_threads(self.kernel_threads)
-            shared(self.matrix, v, y, w, float(a), u, use_u, self._thread_sums, self._claimed,
-                   self._chunk)  # fmt: skip
+        # The helpers read the job from this instance's own arrays (lead copies it there).
+        leader = cast(Callable[..., int], lead())
+        shared = (self._v, self._y, self._u, self._scalars, self._thread_parts, self._control)
+        watching = leader(self.matrix, v, y, w, float(a), u, use_u, *shared, self._chunk)
+        if watching < self.kernel_threads - 1:
+            _HELPERS.wake(self, self.kernel_threads - 1)
+
+    def serve(self, helper: int) -> None:
+        """Help with this instance's products as helper ``helper`` (1, 2, ...) until none
+        comes for a while (:data:`PATIENCE`)."""
+        helping = cast(Callable[..., None], serve())
+        helping(self.matrix, self._v, self._y, self._thread_parts, self._scalars, self._u,
+                self._control, self._chunk, helper, PATIENCE)  # fmt: skip
 
     def __call__(
         self,

@@ -98,22 +98,78 @@ def gram_pair(
     gram_rows(a, v, y, w, alpha, u, use_u, 0, a.shape[0])
 
 
-@intrinsic
-def _fetch_add(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
-    """``array[index] += value`` atomically; the value before (an LLVM ``atomicrmw``)."""
-    signature = types.int64(array, index, value)
+def _item_pointer(context: Any, builder: Any, array_type: Any, array: Any, index: Any) -> Any:
+    data = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, data, [index])
+
+
+def _load_typing(typingctx: Any, array: Any, index: Any) -> Any:
+    """``array[index]`` (int64) by an atomic, sequentially consistent load."""
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        array_type = sig.args[0]
-        data = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, data, [args[1]])
+        pointer = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.load_atomic(pointer, "seq_cst", 8)
+
+    return types.int64(array, index), codegen
+
+
+_load: Any = intrinsic(_load_typing)
+
+
+def _store_typing(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
+    """``array[index] = value`` (int64) by an atomic, sequentially consistent store."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        pointer = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        builder.store_atomic(args[2], pointer, "seq_cst", 8)
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen
+
+
+_store: Any = intrinsic(_store_typing)
+
+
+def _fetch_add_typing(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
+    """``array[index] += value`` (int64) atomically; the value before."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        pointer = _item_pointer(context, builder, sig.args[0], args[0], args[1])
         return builder.atomic_rmw("add", pointer, args[2], "seq_cst")
 
-    return signature, codegen
+    return types.int64(array, index, value), codegen
 
 
-@numba.njit(nogil=True, parallel=True, cache=True)
-def gram_shared(
+_fetch_add: Any = intrinsic(_fetch_add_typing)
+
+
+def _compare_exchange_typing(
+    typingctx: Any, array: Any, index: Any, expected: Any, new: Any
+) -> Any:
+    """``array[index] = new`` (int64) if it holds ``expected``, atomically; the value before."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        pointer = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        pair = builder.cmpxchg(pointer, args[2], args[3], "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 0)
+
+    return types.int64(array, index, expected, new), codegen
+
+
+_compare_exchange: Any = intrinsic(_compare_exchange_typing)
+
+
+# The shared state of one product's threads, int64 entries of ``control``.
+JOB = 0  # the job posted last (the leader increments it)
+CLAIMED = 1  # (job << 32) + the rows of that job claimed so far
+DONE = 2  # rows of the job posted last whose products are finished
+AWAKE = 3  # how many helpers are in :func:`serve`, watching JOB
+CONTROL_SIZE = 8  # (padding: one cache line)
+_ROW_BITS = 32
+
+
+@numba.njit(nogil=True, cache=True)
+def claim_rows(
     a: np.ndarray,
     v: np.ndarray,
     y: np.ndarray,
@@ -121,31 +177,112 @@ def gram_shared(
     alpha: float,
     u: np.ndarray,
     use_u: bool,
-    sums: np.ndarray,
-    claimed: np.ndarray,
+    control: np.ndarray,
+    job: int,
     chunk: int,
 ) -> None:
-    """:func:`gram_pair` on Numba's threads (as many as ``numba.set_num_threads`` asked
-    for in the calling thread, one row of ``sums`` each): each claims ``chunk`` rows at
-    a time from the counter ``claimed`` (int64, one entry) until none are left, so that
-    the calling thread starts at once and a thread that wakes late takes fewer rows;
-    thread ``t``'s part of ``Aᵀ y`` in ``sums[t]``, their sum in ``w``."""
+    """:func:`gram_rows` on ``chunk`` rows at a time of job ``job``, claimed from
+    ``control[CLAIMED]`` while it belongs to that job and rows are left, each chunk's
+    part of ``Aᵀ y`` added to ``w`` and its rows to ``control[DONE]``."""
     m = a.shape[0]
-    threads = sums.shape[0]
-    claimed[0] = 0
-    for t in numba.prange(threads):
-        for col in range(sums.shape[1]):
-            sums[t, col] = 0.0
-        while True:
-            start: int = _fetch_add(claimed, 0, chunk)  # type: ignore[call-arg]
-            if start >= m:
-                break
-            gram_rows(a, v, y, sums[t], alpha, u, use_u, start, min(start + chunk, m))
+    while True:
+        claimed = _load(control, CLAIMED)
+        start = claimed - (job << _ROW_BITS)
+        if start < 0 or start >= m or (claimed >> _ROW_BITS) != job:
+            return
+        if _compare_exchange(control, CLAIMED, claimed, claimed + chunk) != claimed:
+            continue  # another thread claimed it first
+        stop = min(start + chunk, m)
+        gram_rows(a, v, y, w, alpha, u, use_u, start, stop)
+        _fetch_add(control, DONE, stop - start)
+
+
+@numba.njit(nogil=True, cache=True)
+def lead(
+    a: np.ndarray,
+    v: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    alpha: float,
+    u: np.ndarray,
+    use_u: bool,
+    shared_v: np.ndarray,
+    shared_y: np.ndarray,
+    shared_u: np.ndarray,
+    scalars: np.ndarray,
+    parts: np.ndarray,
+    control: np.ndarray,
+    chunk: int,
+) -> int:
+    """``y = A v − alpha u`` (without ``u`` unless ``use_u``) and ``w = Aᵀ y`` with the
+    helpers (:func:`serve`): copy the job into the arrays they read (``shared_*``,
+    ``scalars``), zero ``parts`` (helpers + 1 x n), post it on ``control``, take chunks
+    of it on the calling thread into ``parts[0]``, wait until every claimed chunk is
+    finished, and copy out ``y`` and the sum of the parts.  Returns how many helpers
+    were watching when it was posted (the caller wakes the others for the next job)."""
+    for col in range(v.shape[0]):
+        shared_v[col] = v[col]
+    if use_u:
+        for row in range(u.shape[0]):
+            shared_u[row] = u[row]
+    scalars[0] = alpha
+    scalars[1] = 1.0 if use_u else 0.0
+    for t in range(parts.shape[0]):
+        for col in range(parts.shape[1]):
+            parts[t, col] = 0.0
+    job = control[JOB] + 1
+    _store(control, DONE, 0)
+    _store(control, CLAIMED, job << _ROW_BITS)
+    _store(control, JOB, job)  # posted: every write above is visible to a helper that sees it
+    watched = _load(control, AWAKE)
+    claim_rows(a, shared_v, shared_y, parts[0], alpha, shared_u, use_u, control, job, chunk)
+    m = a.shape[0]
+    while _load(control, DONE) < m:
+        pass  # a helper is finishing a chunk it claimed
+    for row in range(m):
+        y[row] = shared_y[row]
     for col in range(w.shape[0]):
-        total = sums[0, col]
-        for t in range(1, threads):
-            total += sums[t, col]
+        total = parts[0, col]
+        for t in range(1, parts.shape[0]):
+            total += parts[t, col]
         w[col] = total
+    return watched
+
+
+@numba.njit(nogil=True, cache=True)
+def serve(
+    a: np.ndarray,
+    v: np.ndarray,
+    y: np.ndarray,
+    parts: np.ndarray,
+    scalars: np.ndarray,
+    u: np.ndarray,
+    control: np.ndarray,
+    chunk: int,
+    helper: int,
+    patience: int,
+) -> None:
+    """A helper's loop: watch ``control[JOB]`` and take chunks of every new job into
+    ``parts[helper]`` (``alpha = scalars[0]``, ``u`` used when ``scalars[1]``) until
+    ``patience`` polls pass without one; then the caller sleeps until woken."""
+    _fetch_add(control, AWAKE, 1)
+    seen = _load(control, JOB)
+    idle = 0
+    while True:
+        job = _load(control, JOB)
+        if job != seen:
+            seen = job
+            claim_rows(a, v, y, parts[helper], scalars[0], u, scalars[1] != 0.0, control, job,
+                       chunk)  # fmt: skip
+            idle = 0
+            continue
+        idle += 1
+        if idle >= patience:
+            _fetch_add(control, AWAKE, -1)
+            if _load(control, JOB) == seen:
+                return
+            _fetch_add(control, AWAKE, 1)  # a job was posted meanwhile: take it
+            idle = 0
 
 
 @numba.njit(nogil=True, fastmath=_REASSOCIATE, cache=True, boundscheck=False)

@@ -54,7 +54,7 @@ def test_fused_products_take_the_kernel_on_claimed_chunks(
     A, v, u = problem(m, 90, np.float64, seed=m + threads)
     fused = _fused.FusedProducts(A, A.T, threads=threads)
     assert fused.kernel is not None and fused.ranges == []
-    assert fused.kernel_threads == min(threads, _compiled.max_threads())
+    assert fused.kernel_threads == threads
     y, w = np.full(m, np.nan), np.full(90, np.nan)
     for a, shifted in ((0.0, None), (0.7, u), (0.0, None)):  # partial sums restart each call
         fused(v, y, w, a, shifted)
