@@ -42,6 +42,7 @@ import numpy as np
 __all__ = [
     "compiled_available",
     "CONTROL_SIZE",
+    "STOP",
     "gram_pair",
     "gram_rows",
     "lead",
@@ -107,7 +108,14 @@ def serve() -> Callable[..., None] | None:
     return None if kernels is None else kernels.serve
 
 
-#: Entries of a product's ``control`` array (int64).
+# The shared state of one product's threads: int64 entries of its ``control`` array.
+JOB = 0  # the job posted last (the leader increments it)
+CLAIMED = 1  # (job << 32) + the rows of that job claimed so far
+DONE = 2  # rows of the job posted last whose products are finished
+AWAKE = 3  # how many helpers are in serve, watching JOB
+#: Set to 1 when the products are done with: the helpers watching stop at once.
+STOP = 4
+#: Entries of a ``control`` array (one cache line).
 CONTROL_SIZE = 8
 
 

@@ -43,7 +43,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from ._compiled import CONTROL_SIZE, gram_pair, kernel_accepts, lead, serve
+from ._compiled import CONTROL_SIZE, STOP, gram_pair, kernel_accepts, lead, serve
 
 __all__ = ["FusedProducts", "FUSED_FROM", "BLOCK_BYTES", "blas_threads", "gram"]
 
@@ -160,7 +160,7 @@ def _at_once(blas: _NumpyBlas | None, tasks: list[Callable[[], Result]]) -> list
 
 
 class _Helpers:
-    """Threads that help with the compiled products (:meth:`FusedProducts.serve`).
+    """Threads that help with the compiled products (:func:`gdla._compiled.serve`).
 
     Starting a sleeping thread takes tens of microseconds here (a futex wake on a
     virtual machine), a sixth of a product at 2000 x 1000.  A helper therefore watches
@@ -173,10 +173,12 @@ class _Helpers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._wakes: list[threading.Semaphore] = []
-        self._targets: list[FusedProducts | None] = []
+        self._targets: list[tuple[Any, ...] | None] = []
 
-    def wake(self, products: FusedProducts, count: int) -> None:
-        """Point ``count`` helpers at ``products`` and wake them (starting any missing)."""
+    def wake(self, job: tuple[Any, ...], count: int) -> None:
+        """Point ``count`` helpers at the products whose shared arrays are ``job`` (the
+        arguments of :func:`gdla._compiled.serve` but the helper's index and patience)
+        and wake them, starting any missing."""
         with self._lock:
             while len(self._wakes) < count:
                 index = len(self._wakes)
@@ -186,17 +188,18 @@ class _Helpers:
                     target=self._run, args=(index,), name=f"gdla-helper-{index}", daemon=True
                 ).start()
             for index in range(count):
-                self._targets[index] = products
+                self._targets[index] = job
                 self._wakes[index].release()
 
     def _run(self, index: int) -> None:
+        helping = cast(Callable[..., None], serve())
         while True:
             self._wakes[index].acquire()
             with self._lock:
-                target, self._targets[index] = self._targets[index], None
-            if target is not None:
-                target.serve(index + 1)
-                del target  # let the matrix go
+                job, self._targets[index] = self._targets[index], None
+            if job is not None:
+                helping(*job, index + 1, PATIENCE)
+                del job  # let the matrix go
 
 
 _HELPERS = _Helpers()
@@ -315,14 +318,16 @@ class FusedProducts:
         shared = (self._v, self._y, self._u, self._scalars, self._thread_parts, self._control)
         watching = leader(self.matrix, v, y, w, float(a), u, use_u, *shared, self._chunk)
         if watching < self.kernel_threads - 1:
-            _HELPERS.wake(self, self.kernel_threads - 1)
+            job = (self.matrix, self._v, self._y, self._thread_parts, self._scalars, self._u,
+                   self._control, self._chunk)  # fmt: skip
+            _HELPERS.wake(job, self.kernel_threads - 1)
 
-    def serve(self, helper: int) -> None:
-        """Help with this instance's products as helper ``helper`` (1, 2, ...) until none
-        comes for a while (:data:`PATIENCE`)."""
-        helping = cast(Callable[..., None], serve())
-        helping(self.matrix, self._v, self._y, self._thread_parts, self._scalars, self._u,
-                self._control, self._chunk, helper, PATIENCE)  # fmt: skip
+    def __del__(self) -> None:
+        # Done with: the helpers stop polling at once rather than after PATIENCE polls
+        # (they hold the shared arrays, not this instance).
+        control = getattr(self, "_control", None)
+        if control is not None:
+            control[STOP] = 1
 
     def __call__(
         self,

@@ -13,6 +13,8 @@ import numpy as np
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from ._compiled import AWAKE, CLAIMED, DONE, JOB, STOP
+
 #: Numba's fast-math flags: reassociation (so that the sums are vectorised) and fused
 #: multiply-adds only; NaN and infinity keep their IEEE behaviour.
 _REASSOCIATE = {"reassoc", "contract"}
@@ -159,12 +161,6 @@ def _compare_exchange_typing(
 _compare_exchange: Any = intrinsic(_compare_exchange_typing)
 
 
-# The shared state of one product's threads, int64 entries of ``control``.
-JOB = 0  # the job posted last (the leader increments it)
-CLAIMED = 1  # (job << 32) + the rows of that job claimed so far
-DONE = 2  # rows of the job posted last whose products are finished
-AWAKE = 3  # how many helpers are in :func:`serve`, watching JOB
-CONTROL_SIZE = 8  # (padding: one cache line)
 _ROW_BITS = 32
 
 
@@ -264,7 +260,8 @@ def serve(
 ) -> None:
     """A helper's loop: watch ``control[JOB]`` and take chunks of every new job into
     ``parts[helper]`` (``alpha = scalars[0]``, ``u`` used when ``scalars[1]``) until
-    ``patience`` polls pass without one; then the caller sleeps until woken."""
+    ``patience`` polls pass without one or ``control[STOP]`` is set; then the caller
+    sleeps until woken."""
     _fetch_add(control, AWAKE, 1)
     seen = _load(control, JOB)
     idle = 0
@@ -277,9 +274,9 @@ def serve(
             idle = 0
             continue
         idle += 1
-        if idle >= patience:
+        if idle >= patience or _load(control, STOP) != 0:
             _fetch_add(control, AWAKE, -1)
-            if _load(control, JOB) == seen:
+            if _load(control, JOB) == seen or _load(control, STOP) != 0:
                 return
             _fetch_add(control, AWAKE, 1)  # a job was posted meanwhile: take it
             idle = 0

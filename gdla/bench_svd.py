@@ -743,7 +743,7 @@ _PEER_RECORD_KEYS = (
 def _versions() -> dict[str, str | None]:
     """The installed versions of the libraries compared (None for a missing one)."""
     versions: dict[str, str | None] = {}
-    for name in ("torch", "numpy", "scipy", "scikit-learn", "threadpoolctl"):
+    for name in ("torch", "numpy", "scipy", "scikit-learn", "threadpoolctl", "numba"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -182,3 +182,32 @@ def test_compiled_products_refuse_vectors_of_the_wrong_length(
     for arguments in wrong:
         with pytest.raises(ValueError, match="64 x 30"):
             fused(*arguments)
+
+
+def test_helpers_watch_between_products_and_stop_when_they_are_done_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    monkeypatch.setattr(_fused, "COMPILED_FROM", 0)
+    A, v, _ = problem(400, 80, np.float64, seed=5)
+    fused = _fused.FusedProducts(A, A.T, threads=2)
+    y, w = np.empty(400), np.empty(80)
+    control = fused._control
+    fused(v, y, w)  # finds no helper watching: formed alone, and wakes one
+
+    def watching() -> int:
+        return int(control[_compiled.AWAKE])
+
+    deadline = time.monotonic() + 10
+    while watching() == 0 and time.monotonic() < deadline:
+        time.sleep(1e-4)
+    assert watching() == 1
+    for _ in range(20):  # with the helper watching
+        fused(v, y, w)
+        assert np.allclose(w, A.T @ (A @ v), rtol=1e-13, atol=0)
+    del fused  # done with: the helper stops watching at once, not after PATIENCE polls
+    deadline = time.monotonic() + 10
+    while watching() != 0 and time.monotonic() < deadline:
+        time.sleep(1e-4)
+    assert watching() == 0 and control[_compiled.STOP] == 1
