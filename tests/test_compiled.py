@@ -194,20 +194,18 @@ def test_helpers_watch_between_products_and_stop_when_they_are_done_with(
     fused = _fused.FusedProducts(A, A.T, threads=2)
     y, w = np.empty(400), np.empty(80)
     control = fused._control
-    fused(v, y, w)  # finds no helper watching: formed alone, and wakes one
-
-    def watching() -> int:
-        return int(control[_compiled.AWAKE])
-
-    deadline = time.monotonic() + 10
-    while watching() == 0 and time.monotonic() < deadline:
-        time.sleep(1e-4)
-    assert watching() == 1
-    for _ in range(20):  # with the helper watching
+    wakes = []
+    wake = _fused._HELPERS.wake
+    monkeypatch.setattr(_fused._HELPERS, "wake", lambda *args: (wakes.append(1), wake(*args)))
+    for _ in range(200):  # a short pause between products, well within PATIENCE polls
         fused(v, y, w)
         assert np.allclose(w, A.T @ (A @ v), rtol=1e-13, atol=0)
+        time.sleep(1e-4)
+    # The first finds no helper watching; most later ones find it (a loaded machine may
+    # keep the helper off the cores now and then).
+    assert 1 <= len(wakes) < 100
     del fused  # done with: the helper stops watching at once, not after PATIENCE polls
     deadline = time.monotonic() + 10
-    while watching() != 0 and time.monotonic() < deadline:
+    while control[_compiled.AWAKE] != 0 and time.monotonic() < deadline:
         time.sleep(1e-4)
-    assert watching() == 0 and control[_compiled.STOP] == 1
+    assert control[_compiled.AWAKE] == 0 and control[_compiled.STOP] == 1
