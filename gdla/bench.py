@@ -121,6 +121,9 @@ class Row:
 # The device the rows build their inputs on (its name), set by run(device=...).
 _DEVICE: contextvars.ContextVar[str] = contextvars.ContextVar("gdla_bench_device", default="cpu")
 
+#: Interleaved rounds (medians) of the top-k SVD rows against tuned torch.svd_lowrank.
+SVD_ROUNDS = 5
+
 
 def bench_device(name: str | torch.device = "cpu") -> torch.device:
     """The device ``name`` (``'cpu'``, ``'cuda'``, ``'cuda:1'`` ...), checked to be usable here.
@@ -423,7 +426,7 @@ def topk_svd_rows(m: int = 4000, n: int = 2000, k: int = 10) -> list[Row]:
         # fastest of several noisy medians, would favour svd_lowrank.
         medians = interleaved_medians(
             {"gdla": partial(svd, A, k, rtol=rtol),
-             "lowrank": partial(_seeded_lowrank, A, q, niter)}, repeats=5)  # fmt: skip
+             "lowrank": partial(_seeded_lowrank, A, q, niter)}, repeats=SVD_ROUNDS)  # fmt: skip
         seconds, lowrank = medians["gdla"], medians["lowrank"]
         task = f"top-{k} svd, {m}x{n}, residual <= {target:.1e}"
         if rtol is None:

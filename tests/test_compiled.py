@@ -3,8 +3,6 @@ gdla._fused and gdla.svd, and the fallback to NumPy's BLAS without Numba."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -75,27 +73,6 @@ def test_only_c_contiguous_float_matrices_above_the_threshold_take_the_kernel(
     F = np.asfortranarray(A)
     assert _fused.FusedProducts(F, F.T).kernel is None  # rows not contiguous: BLAS
     assert _fused.FusedProducts(A.astype(np.float32), A.T.astype(np.float32)).kernel is not None
-
-
-def test_concurrent_compiled_products_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_fused, "COMPILED_FROM", 0)
-    errors: list[float] = []
-
-    def caller(seed: int) -> None:
-        A, v, u = problem(400, 80, np.float64, seed=seed)
-        fused = _fused.FusedProducts(A, A.T, threads=2)
-        y, w = np.empty(400), np.empty(80)
-        w_ref = A.T @ (A @ v - 0.5 * u)
-        for _ in range(50):
-            fused(v, y, w, 0.5, u)
-            errors.append(float(np.linalg.norm(w - w_ref) / np.linalg.norm(w_ref)))
-
-    callers = [threading.Thread(target=caller, args=(seed,)) for seed in range(4)]
-    for thread in callers:
-        thread.start()
-    for thread in callers:
-        thread.join()
-    assert len(errors) == 200 and max(errors) <= 1e-13
 
 
 def numpy_gram_schmidt(Q: np.ndarray, w: np.ndarray, keeps: float, tiny: float):

@@ -95,11 +95,17 @@ def test_blas_threads_are_given_back_after_an_error(
     assert blas.controller.num_threads == before
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 def test_concurrent_callers_agree_and_leave_the_threads_as_they_were(
-    monkeypatch: pytest.MonkeyPatch, blas: _fused._NumpyBlas
+    monkeypatch: pytest.MonkeyPatch, blas: _fused._NumpyBlas, compiled: bool
 ) -> None:
+    """Row blocks through BLAS, or (``compiled``, where Numba is installed) the compiled
+    kernel with its helper threads, called from four threads at once."""
     monkeypatch.setattr(_fused, "FUSED_FROM", 0)
     monkeypatch.setattr(_fused, "BLOCK_BYTES", 8 * 80 * 16)
+    if compiled:
+        pytest.importorskip("numba")
+        monkeypatch.setattr(_fused, "COMPILED_FROM", 0)
     before = blas.controller.num_threads
     errors: list[float] = []
 
