@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "compiled_available",
     "CONTROL_SIZE",
     "STOP",
     "gram_pair",
@@ -101,7 +100,7 @@ def lead() -> Callable[..., int] | None:
 
 
 def serve() -> Callable[..., None] | None:
-    """The kernel ``(a, v, y, parts, scalars, u, control, chunk, helper, patience) ->
+    """The kernel ``(a, v, y, u, scalars, parts, control, chunk, helper, patience) ->
     None``: a helper thread's loop, taking chunks of every product posted on
     ``control`` into ``parts[helper]`` until ``patience`` polls pass without one.
     None without Numba."""
@@ -128,11 +127,6 @@ def orthogonalise() -> Callable[..., tuple[float, bool]] | None:
     after, and whether two passes left at most ``tiny``.  None without Numba."""
     kernels = _kernels()
     return None if kernels is None else kernels.orthogonalise
-
-
-def compiled_available() -> bool:
-    """Whether the compiled kernels can be used (Numba is installed)."""
-    return _kernels() is not None
 
 
 def kernel_accepts(matrix: Any) -> bool:

@@ -37,7 +37,6 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -146,11 +145,10 @@ def _row_ranges(rows: int, count: int) -> list[tuple[int, int]]:
     return [(part * rows // count, (part + 1) * rows // count) for part in range(count)]
 
 
-def _at_once(blas: _NumpyBlas | None, tasks: list[Callable[[], Result]]) -> list[Result]:
+def _at_once(blas: _NumpyBlas, tasks: list[Callable[[], Result]]) -> list[Result]:
     """Run ``tasks`` at once, the first in the caller's thread and the others in the pool,
-    with NumPy's BLAS held at one thread (unless ``blas`` is None: tasks that make no
-    BLAS calls); their results, in order."""
-    with blas if blas is not None else nullcontext():
+    with NumPy's BLAS held at one thread; their results, in order."""
+    with blas:
         others = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
         try:
             first = tasks[0]()
@@ -320,9 +318,7 @@ class FusedProducts:
         shared = (self._v, self._y, self._u, self._scalars, self._thread_parts, self._control)
         watching = leader(self.matrix, v, y, w, float(a), u, use_u, *shared, self._chunk)
         if watching < self.kernel_threads - 1:
-            job = (self.matrix, self._v, self._y, self._thread_parts, self._scalars, self._u,
-                   self._control, self._chunk)  # fmt: skip
-            _HELPERS.wake(job, self.kernel_threads - 1)
+            _HELPERS.wake((self.matrix, *shared, self._chunk), self.kernel_threads - 1)
 
     def __del__(self) -> None:
         # Done with: the helpers stop polling at once rather than after PATIENCE polls
